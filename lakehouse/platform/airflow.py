@@ -1,0 +1,97 @@
+"""Airflow 3 configuration for the embedded stack: LocalExecutor, metadata in
+the project's PostgreSQL, DAGs from the repository, the simple auth manager
+with one admin user whose password comes from `.env`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lakehouse.platform.errors import PlatformError
+from lakehouse.settings import REPO_ROOT, Settings
+
+DAGS_DIR = REPO_ROOT / "dags"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def base_url(settings: Settings) -> str:
+    return f"http://{settings.airflow_host}:{settings.airflow_port}"
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """Environment every Airflow process of ours runs with."""
+    for field in ("airflow_admin_password", "airflow_secret_key", "airflow_fernet_key", "airflow_db_password"):
+        if getattr(settings, field) is None:
+            raise PlatformError(f"{field.upper()} is not set; run `make up` once to generate .env")
+    home = settings.airflow_home
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__FERNET_KEY": settings.airflow_fernet_key.get_secret_value(),
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_admin_user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url(settings)}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.sqlalchemy_url("airflow"),
+        "AIRFLOW__API__HOST": settings.airflow_host,
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__BASE_URL": base_url(settings),
+        "AIRFLOW__API__SECRET_KEY": settings.airflow_secret_key.get_secret_value(),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": settings.airflow_secret_key.get_secret_value(),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+            {"conn_type": "spark", "host": settings.spark_master}
+        ),
+        "AIRFLOW_CONN_LAKEHOUSE_POSTGRES": json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": settings.pg_host,
+                "port": settings.pg_port,
+                "login": settings.pg_writer_user,
+                "password": settings._role("writer")[1],
+                "schema": settings.pg_database,
+            }
+        ),
+        "LAKEHOUSE_RUN_DIR": str(settings.run_dir),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYTHONPATH": str(REPO_ROOT),
+        # spark-submit (pyspark's) and airflow come from the same virtualenv.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    return env
+
+
+def write_password_file(settings: Settings) -> None:
+    home = settings.airflow_home
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "passwords.json"
+    path.write_text(json.dumps({settings.airflow_admin_user: settings.airflow_admin_password.get_secret_value()}))
+    path.chmod(0o600)
+
+
+def airflow_bin() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
+def command(component: str) -> list[str]:
+    return [airflow_bin(), component]
+
+
+def migrate(settings: Settings) -> None:
+    """Create or upgrade Airflow's metadata database (a no-op when current)."""
+    write_password_file(settings)
+    env = {**os.environ, **environment(settings)}
+    res = subprocess.run([airflow_bin(), "db", "migrate"], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        tail = "\n".join(res.stderr.strip().splitlines()[-5:])
+        raise PlatformError(f"airflow db migrate failed:\n{tail}")

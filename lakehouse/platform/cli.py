@@ -1,0 +1,123 @@
+"""`lakehouse` command line: the Makefile's up/down/status/logs/clean/psql."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import typer
+
+from lakehouse.platform import airflow, stack
+from lakehouse.platform.errors import PlatformError
+from lakehouse.platform.secrets import ENV_PATH, ensure_env_file
+from lakehouse.platform.services import grafana_binary
+from lakehouse.settings import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+
+
+def _fail(exc: PlatformError) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded stack (idempotent) and print where everything is."""
+    t0 = time.monotonic()
+    added = ensure_env_file()
+    if added:
+        stack.log(f"generated {len(added)} secrets into {ENV_PATH} (mode 600)")
+    settings = get_settings()
+    try:
+        result = stack.up(settings)
+    except PlatformError as exc:
+        _fail(exc)
+    if not result.started:
+        stack.log("already running; nothing changed")
+    else:
+        stack.log(f"started {', '.join(result.started)} in {time.monotonic() - t0:.0f}s")
+    user = settings.airflow_admin_user
+    if "AIRFLOW_ADMIN_PASSWORD" in added:
+        login = f"login {user} / {settings.airflow_admin_password.get_secret_value()}  (shown once; kept in .env)"
+    else:
+        login = f"login {user} / AIRFLOW_ADMIN_PASSWORD in .env"
+    grafana = (
+        f"http://127.0.0.1:{settings.grafana_port}  (dashboard: Lakehouse Platform Overview)"
+        if grafana_binary(settings)
+        else "not started: no `grafana` binary on PATH (set GRAFANA_BIN, or use `make compose-up`)"
+    )
+    print(
+        f"""
+  Airflow UI   {airflow.base_url(settings)}   {login}
+  Grafana      {grafana}
+  psql (ro)    make psql      # = psql "host={settings.pg_host} port={settings.pg_port} dbname={settings.pg_database} user={settings.pg_reader_user}", password PG_READER_PASSWORD in .env
+  logs         {settings.log_dir}   (make logs)
+  stop         make down      (data is kept; make clean removes it)
+"""
+    )
+
+
+@app.command()
+def down() -> None:
+    """Stop every process of the stack; data is kept."""
+    try:
+        stopped = stack.down(get_settings())
+    except PlatformError as exc:
+        _fail(exc)
+    stack.log("stopped" if stopped else "not running")
+
+
+@app.command()
+def status() -> None:
+    """Show each service's state."""
+    settings = get_settings()
+    try:
+        states = stack.process_states(settings)
+    except PlatformError as exc:
+        _fail(exc)
+    if not states:
+        stack.log(f"not running (run directory {settings.run_dir})")
+        raise typer.Exit(3)
+    for name, state in states.items():
+        print(f"  {name:24s} {state}")
+
+
+@app.command()
+def logs(service: str = typer.Argument(None, help="One service; all when omitted."), lines: int = 40) -> None:
+    """Print the last lines of the logs."""
+    settings = get_settings()
+    files = sorted(settings.log_dir.glob(f"{service or '*'}.log"))
+    if not files:
+        stack.log(f"no logs under {settings.log_dir}")
+        return
+    for f in files:
+        print(f"==> {f} <==")
+        print("\n".join(f.read_text(errors="replace").splitlines()[-lines:]))
+
+
+@app.command()
+def clean() -> None:
+    """Stop the stack and remove the run directory (all data)."""
+    settings = get_settings()
+    try:
+        stack.clean(settings)
+    except PlatformError as exc:
+        _fail(exc)
+    stack.log(f"removed {settings.run_dir}")
+
+
+@app.command()
+def psql(role: str = typer.Option("reader", help="reader, writer or superuser")) -> None:
+    """Open psql on the serving database as the read-only role."""
+    settings = get_settings()
+    user, password = settings._role(role)
+    env = {**os.environ, "PGPASSWORD": password or ""}
+    dsn = f"host={settings.pg_host} port={settings.pg_port} dbname={settings.pg_database} user={user}"
+    sys.exit(subprocess.call(["psql", dsn], env=env))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,48 @@
+"""Entry point the process manager runs for each program: load the stack's
+settings file, then exec the real command with its environment.
+
+    python -m lakehouse.platform.launch <service> --env-file <run>/stack.env
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from dotenv import dotenv_values
+
+from lakehouse.settings import Settings
+
+
+def command_for(name: str, settings: Settings) -> tuple[list[str], dict[str, str]]:
+    from lakehouse.platform import airflow, broker
+
+    if name == "broker":
+        return broker.server_command(settings), {}
+    if name.startswith("airflow-"):
+        component = name.removeprefix("airflow-")
+        return airflow.command(component), airflow.environment(settings)
+    if name == "grafana":
+        from lakehouse.platform import grafana
+
+        return grafana.server_command(settings), grafana.environment(settings)
+    raise SystemExit(f"unknown service {name!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("service")
+    p.add_argument("--env-file", required=True)
+    args = p.parse_args(argv)
+    values = {k: v for k, v in dotenv_values(args.env_file).items() if v is not None}
+    os.environ.update(values)
+    settings = Settings(_env_file=None)
+    cmd, env = command_for(args.service, settings)
+    os.environ.update(env)
+    sys.stdout.flush()
+    os.execvpe(cmd[0], cmd, os.environ)
+
+
+if __name__ == "__main__":
+    main()

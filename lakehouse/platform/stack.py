@@ -1,0 +1,271 @@
+"""Start, inspect and stop the embedded stack under supervisord.
+
+`up` is idempotent: it starts supervisord when it is not running, then only the
+services that are not running, each after what it needs is ready (PostgreSQL
+before Airflow's migration, the broker before the topic). `down` stops them all
+and waits until supervisord has exited, so every port is free; data stays.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+from supervisor.xmlrpc import SupervisorTransport
+
+from lakehouse.platform import airflow, broker, postgres
+from lakehouse.platform.errors import PlatformError
+from lakehouse.platform.services import (
+    Service,
+    conf_path,
+    env_file,
+    pid_path,
+    render_supervisor_conf,
+    services,
+    socket_path,
+)
+from lakehouse.settings import Settings
+
+MARKER = ".lakehouse-run"
+MARKER_TEXT = "lakehouse run directory v1\n"
+
+
+def log(msg: str) -> None:
+    print(f"[lakehouse] {msg}", flush=True)
+
+
+# --- run directory ------------------------------------------------------------
+def prepare_run_dir(settings: Settings) -> None:
+    run = settings.run_dir
+    marker = run / MARKER
+    if run.exists() and not marker.exists() and any(run.iterdir()):
+        raise PlatformError(
+            f"{run} is not a lakehouse run directory (no {MARKER}); set LAKEHOUSE_RUN_DIR elsewhere or move it away"
+        )
+    if marker.exists() and marker.read_text() != MARKER_TEXT:
+        raise PlatformError(f"{marker} is from another version or corrupted; run `make clean` to start afresh")
+    run.mkdir(parents=True, exist_ok=True)
+    run.chmod(0o755)  # the PostgreSQL OS user must traverse it
+    marker.write_text(MARKER_TEXT)
+    for sub in (settings.log_dir, settings.data_dir, settings.checkpoint_dir, settings.airflow_home):
+        sub.mkdir(parents=True, exist_ok=True)
+    settings.log_dir.chmod(0o777)  # writable by the PostgreSQL OS user
+
+
+def write_stack_env(settings: Settings) -> None:
+    """All settings, secrets included, for the launcher (mode 600, run dir only)."""
+    path = env_file(settings)
+    path.touch(mode=0o600)
+    lines = []
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        lines.append(f"{name.upper()}={value}")
+    lines.append(f"LAKEHOUSE_RUN_DIR={settings.run_dir}")
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+
+
+def load_stack_settings(run_dir: Path) -> Settings:
+    """Settings of a started stack, as its launcher sees them (tests use this)."""
+    values = {k.lower(): v for k, v in dotenv_values(run_dir / "stack.env").items() if v is not None}
+    return Settings(_env_file=None, **values)
+
+
+# --- supervisord ---------------------------------------------------------------
+def _proxy(settings: Settings):
+    transport = SupervisorTransport(None, None, f"unix://{socket_path(settings)}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+def supervisord_pid(settings: Settings) -> int | None:
+    """The running supervisord's pid; a stale pid file is removed."""
+    path = pid_path(settings)
+    if not path.exists():
+        return None
+    try:
+        pid = int(path.read_text().strip())
+    except ValueError:
+        pid = 0
+    if pid and _pid_alive(pid):
+        return pid
+    log(f"removing stale pid file {path}")
+    path.unlink(missing_ok=True)
+    socket_path(settings).unlink(missing_ok=True)
+    return None
+
+
+def _start_supervisord(settings: Settings, svcs: list[Service]) -> None:
+    conf_path(settings).write_text(render_supervisor_conf(settings, svcs))
+    supervisord = str(Path(sys.executable).parent / "supervisord")
+    res = subprocess.run([supervisord, "-c", str(conf_path(settings))], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise PlatformError(f"supervisord did not start: {(res.stderr or res.stdout).strip()}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if _proxy(settings).supervisor.getState()["statename"] == "RUNNING":
+                return
+        except (OSError, xmlrpc.client.Fault):
+            pass
+        time.sleep(0.2)
+    raise PlatformError(f"supervisord did not answer on {socket_path(settings)}; see {settings.log_dir}/supervisord.log")
+
+
+def process_states(settings: Settings) -> dict[str, str]:
+    """Service name -> supervisor state (RUNNING, STOPPED, FATAL, ...); {} when down."""
+    if supervisord_pid(settings) is None:
+        return {}
+    try:
+        return {p["name"]: p["statename"] for p in _proxy(settings).supervisor.getAllProcessInfo()}
+    except OSError as exc:
+        raise PlatformError(
+            f"supervisord is running but its socket {socket_path(settings)} does not answer ({exc}); "
+            "stop it with `make down` or kill the pid in supervisord.pid"
+        ) from exc
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _start(settings: Settings, svc: Service) -> None:
+    if svc.port is not None and not port_free("127.0.0.1", svc.port):
+        raise PlatformError(
+            f"port {svc.port} for {svc.name} is taken by another process; free it or set {svc.port_setting} in .env"
+        )
+    try:
+        _proxy(settings).supervisor.startProcess(svc.name, True)
+    except xmlrpc.client.Fault as exc:
+        if "ALREADY_STARTED" in exc.faultString:
+            return
+        raise PlatformError(
+            f"{svc.name} did not start ({exc.faultString}); see {settings.log_dir / (svc.name + '.log')}"
+        ) from exc
+
+
+# --- readiness -----------------------------------------------------------------
+def wait_http_ok(url: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                if r.status == 200:
+                    return
+        except OSError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise PlatformError(f"{what} not healthy at {url} after {timeout:.0f}s: {last}")
+
+
+# --- commands ------------------------------------------------------------------
+@dataclass
+class UpResult:
+    started: list[str]
+    already_running: list[str]
+
+
+def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeline", "grafana")) -> UpResult:
+    """Start (the given groups of) the embedded stack; a no-op when it runs."""
+    prepare_run_dir(settings)
+    postgres.bin_dir(settings)
+    postgres.ensure_cluster(settings)
+    svcs = [s for s in services(settings) if s.group in groups]
+    states = process_states(settings)
+    if not states:
+        write_stack_env(settings)
+        _start_supervisord(settings, svcs)
+        states = process_states(settings)
+    missing = [s.name for s in svcs if s.name not in states]
+    if missing:
+        raise PlatformError(
+            f"the running stack has no {', '.join(missing)}; run `make down` then `make up` to reconfigure"
+        )
+    todo = [s for s in svcs if states.get(s.name) != "RUNNING"]
+    result = UpResult([s.name for s in todo], [s.name for s in svcs if s not in todo])
+    by_name = {s.name: s for s in todo}
+
+    if "postgres" in by_name:
+        log("starting PostgreSQL")
+        _start(settings, by_name["postgres"])
+    if "core" in groups:
+        postgres.wait_ready(settings)
+        postgres.apply_schema(settings)  # idempotent: roles, databases, sql/
+    if "broker" in by_name:
+        log("starting the Kafka-protocol broker (Tansu)")
+        _start(settings, by_name["broker"])
+    if "broker" in by_name or (settings.broker_embedded is False and "core" in groups):
+        broker.ensure_topic(settings)
+    airflow_todo = [s for s in todo if s.group == "airflow"]
+    if airflow_todo:
+        log("migrating Airflow's metadata database")
+        airflow.migrate(settings)
+        for s in airflow_todo:
+            log(f"starting {s.name}")
+            _start(settings, s)
+        wait_http_ok(airflow.base_url(settings) + "/api/v2/monitor/health", 180, "Airflow API server")
+    for s in todo:
+        if s.group in ("pipeline", "grafana"):
+            log(f"starting {s.name}")
+            _start(settings, s)
+    return result
+
+
+def down(settings: Settings, timeout: float = 120) -> bool:
+    """Stop every process of the stack and wait for supervisord to exit."""
+    pid = supervisord_pid(settings)
+    if pid is None:
+        return False
+    try:
+        _proxy(settings).supervisor.shutdown()
+    except (OSError, xmlrpc.client.Fault):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        raise PlatformError(f"supervisord (pid {pid}) did not stop within {timeout:.0f}s; see {settings.log_dir}")
+    socket_path(settings).unlink(missing_ok=True)
+    return True
+
+
+def clean(settings: Settings) -> None:
+    """Remove the run directory (and the cluster it links to). Stops the stack first."""
+    down(settings)
+    run = settings.run_dir
+    if not run.exists():
+        return
+    if not (run / MARKER).exists():
+        raise PlatformError(f"{run} is not a lakehouse run directory (no {MARKER}); not removing it")
+    pgdata = postgres.data_dir(settings)
+    if pgdata.is_symlink():
+        shutil.rmtree(pgdata.resolve(), ignore_errors=True)
+    shutil.rmtree(run)

@@ -1,0 +1,153 @@
+"""Every setting of the lakehouse, read once from the environment (and `.env`).
+
+This is the only place a setting is defined. `.env.example` documents each one;
+`tests/test_settings.py` checks the two stay in step. Secrets have no working
+default: `lakehouse up` generates missing ones into `.env` (mode 600).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=str(REPO_ROOT / ".env"), env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- run directory -----------------------------------------------------
+    lakehouse_run_dir: Path = Field(
+        REPO_ROOT / ".run", description="Where data, logs, pid files and checkpoints live."
+    )
+
+    # --- PostgreSQL ---------------------------------------------------------
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 55432
+    pg_bin_dir: Path | None = Field(None, description="PostgreSQL server binaries; found under /usr/lib/postgresql when unset.")
+    pg_os_user: str = Field("postgres", description="Unprivileged OS user that owns the cluster when run as root.")
+    pg_superuser: str = "lakehouse_admin"
+    pg_superuser_password: SecretStr | None = None
+    pg_database: str = "lakehouse"
+    pg_writer_user: str = "lakehouse_writer"
+    pg_writer_password: SecretStr | None = None
+    pg_reader_user: str = "lakehouse_reader"
+    pg_reader_password: SecretStr | None = None
+    airflow_db_name: str = "airflow"
+    airflow_db_user: str = "airflow"
+    airflow_db_password: SecretStr | None = None
+
+    # --- Kafka-protocol broker ---------------------------------------------
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    kafka_topic: str = "user-events"
+    kafka_partitions: int = 3
+    broker_embedded: bool = Field(True, description="Start the embedded Tansu broker under `make up`.")
+
+    # --- Spark and Delta -----------------------------------------------------
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "1g"
+    lakehouse_data_dir: Path | None = Field(None, description="Delta tables root; <run dir>/lakehouse when unset.")
+
+    # --- Airflow ------------------------------------------------------------
+    airflow_host: str = "127.0.0.1"
+    airflow_port: int = 8080
+    airflow_admin_user: str = "admin"
+    airflow_admin_password: SecretStr | None = None
+    airflow_secret_key: SecretStr | None = None
+    airflow_fernet_key: SecretStr | None = None
+
+    # --- producer and streams -----------------------------------------------
+    producer_enabled: bool = Field(True, description="Run the producer under `make up`.")
+    producer_rate: float = Field(200.0, description="Events per second the producer sends under `make up`.")
+    producer_seed: int = 42
+    producer_duplicate_fraction: float = 0.01
+    producer_late_fraction: float = 0.01
+    producer_malformed_fraction: float = 0.002
+    streams_enabled: bool = Field(True, description="Run raw landing and fast aggregation under `make up`.")
+    stream_trigger_seconds: float = Field(2.0, description="Micro-batch trigger interval of both streams.")
+    stream_max_records_per_batch: int = 200_000
+    stream_starting_offsets: str = Field("earliest", description="earliest or latest, for a new checkpoint.")
+    stream_fail_on_data_loss: bool = True
+    realtime_watermark_minutes: float = 2.0
+
+    # --- Grafana ------------------------------------------------------------
+    grafana_bin: str = Field("grafana", description="Grafana server binary (name on PATH or a path).")
+    grafana_port: int = 3000
+
+    # --- derived paths -------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.lakehouse_run_dir.resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.lakehouse_data_dir or self.run_dir / "lakehouse").resolve()
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.run_dir / "airflow"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def table_path(self, layer: str, name: str) -> str:
+        """Location of a Delta table, e.g. table_path("bronze", "events")."""
+        return str(self.data_dir / layer / name)
+
+    # --- connection strings --------------------------------------------------
+    def pg_dsn(self, role: str = "writer", database: str | None = None) -> str:
+        """libpq DSN for one of the roles: superuser, writer, reader or airflow."""
+        user, password = self._role(role)
+        db = database or (self.airflow_db_name if role == "airflow" else self.pg_database)
+        pw = f" password={password}" if password else ""
+        return f"host={self.pg_host} port={self.pg_port} dbname={db} user={user}{pw}"
+
+    def sqlalchemy_url(self, role: str = "writer", database: str | None = None) -> str:
+        from sqlalchemy.engine import URL
+
+        user, password = self._role(role)
+        db = database or (self.airflow_db_name if role == "airflow" else self.pg_database)
+        return URL.create(
+            "postgresql+psycopg2", user, password, self.pg_host, self.pg_port, db
+        ).render_as_string(hide_password=False)
+
+    def _role(self, role: str) -> tuple[str, str | None]:
+        pairs = {
+            "superuser": (self.pg_superuser, self.pg_superuser_password),
+            "writer": (self.pg_writer_user, self.pg_writer_password),
+            "reader": (self.pg_reader_user, self.pg_reader_password),
+            "airflow": (self.airflow_db_user, self.airflow_db_password),
+        }
+        user, secret = pairs[role]
+        return user, secret.get_secret_value() if secret else None
+
+    @cached_property
+    def kafka_bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+
+#: Settings whose values are secrets: generated into `.env` when missing.
+SECRET_FIELDS = (
+    "pg_superuser_password",
+    "pg_writer_password",
+    "pg_reader_password",
+    "airflow_db_password",
+    "airflow_admin_password",
+    "airflow_secret_key",
+    "airflow_fernet_key",
+)
+
+
+def get_settings(**overrides) -> Settings:
+    """Fresh settings from the environment; keyword overrides win (tests use them)."""
+    return Settings(**overrides)

@@ -1,0 +1,119 @@
+"""The embedded platform: real PostgreSQL cluster, Tansu broker, supervisord."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg2
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from lakehouse.platform import stack
+from lakehouse.platform.errors import PlatformError
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_reader_sees_tables_and_cannot_write(core_stack):
+    conn = psycopg2.connect(core_stack.pg_dsn("reader"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+            "WHERE table_schema IN ('realtime', 'gold', 'ops')"
+        )
+        tables = {r[0] for r in cur.fetchall()}
+        assert {
+            "realtime.events_per_minute", "realtime.logins_per_source", "realtime.purchases_per_minute",
+            "gold.daily_active_users", "gold.conversion_rate_daily",
+            "gold.events_per_source_daily", "gold.purchases_per_page_daily",
+        } <= tables
+        cur.execute("SELECT count(*) FROM gold.daily_active_users")
+        for stmt in (
+            "INSERT INTO gold.daily_active_users (event_date, dau_count) VALUES ('2026-01-01', 1)",
+            "SET default_transaction_read_only = off; INSERT INTO realtime.purchases_per_minute VALUES (now(), 1)",
+            "CREATE TABLE gold.intruder (x int)",
+        ):
+            with pytest.raises(psycopg2.Error):
+                cur.execute(stmt)
+    conn.close()
+
+
+def test_writer_can_upsert(pg):
+    with pg, pg.cursor() as cur:
+        cur.execute(
+            "INSERT INTO realtime.purchases_per_minute (window_start, purchase_count) VALUES ('2020-01-01', 3) "
+            "ON CONFLICT (window_start) DO UPDATE SET purchase_count = EXCLUDED.purchase_count"
+        )
+        cur.execute("SELECT purchase_count FROM realtime.purchases_per_minute WHERE window_start = '2020-01-01'")
+        assert cur.fetchone()[0] == 3
+        cur.execute("DELETE FROM realtime.purchases_per_minute WHERE window_start = '2020-01-01'")
+
+
+def test_broker_produce_and_consume(core_stack):
+    servers = core_stack.kafka_bootstrap_list
+    key = uuid.uuid4().hex.encode()
+    producer = KafkaProducer(bootstrap_servers=servers)
+    meta = producer.send(core_stack.kafka_topic, key=key, value=b'{"hello": 1}').get(timeout=10)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=servers, consumer_timeout_ms=5000)
+    tp = TopicPartition(core_stack.kafka_topic, meta.partition)
+    consumer.assign([tp])
+    consumer.seek(tp, meta.offset)
+    got = [m for m in consumer if m.key == key]
+    consumer.close()
+    assert [m.value for m in got] == [b'{"hello": 1}']
+    assert len(consumer.partitions_for_topic(core_stack.kafka_topic) or []) in (0, core_stack.kafka_partitions)
+
+
+def test_second_up_is_noop(core_stack):
+    result = stack.up(core_stack, groups=("core",))
+    assert result.started == []
+    assert set(result.already_running) == {"postgres", "broker"}
+
+
+def test_port_taken_gives_one_line_error(tmp_path, core_stack):
+    settings = make_settings(tmp_path / "run", pg_port=core_stack.pg_port)
+    with pytest.raises(PlatformError, match=f"port {core_stack.pg_port} .* PG_PORT"):
+        stack.up(settings, groups=("core",))
+    stack.clean(settings)
+
+
+def test_foreign_run_dir_is_refused_and_kept(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep me")
+    with pytest.raises(PlatformError, match="not a lakehouse run directory"):
+        stack.up(make_settings(run), groups=("core",))
+    with pytest.raises(PlatformError, match="not removing"):
+        stack.clean(make_settings(run))
+    assert (run / "precious.txt").read_text() == "keep me"
+
+
+def test_stale_pid_file_is_removed(tmp_path):
+    settings = make_settings(tmp_path / "run")
+    stack.prepare_run_dir(settings)
+    pidfile = settings.run_dir / "supervisord.pid"
+    pidfile.write_text("999999")
+    assert stack.supervisord_pid(settings) is None
+    assert not pidfile.exists()
+
+
+def test_down_frees_ports_and_up_keeps_data(tmp_path):
+    settings = make_settings(tmp_path / "run")
+    stack.up(settings, groups=("core",))
+    try:
+        with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO gold.daily_active_users (event_date, dau_count) VALUES ('2026-03-01', 42)")
+        conn.close()
+        assert stack.down(settings)
+        assert stack.port_free("127.0.0.1", settings.pg_port)
+        assert stack.port_free("127.0.0.1", int(settings.kafka_bootstrap_servers.rsplit(":", 1)[1]))
+        assert stack.up(settings, groups=("core",)).started == ["postgres", "broker"]
+        with psycopg2.connect(settings.pg_dsn("reader")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT dau_count FROM gold.daily_active_users WHERE event_date = '2026-03-01'")
+            assert cur.fetchone() == (42,)
+        conn.close()
+    finally:
+        stack.clean(settings)
