@@ -1,0 +1,1 @@
+"""Clickstream event producer (kafka-python)."""
