@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # --- Grafana ------------------------------------------------------------
     grafana_bin: str = Field("grafana", description="Grafana server binary (name on PATH or a path).")
     grafana_port: int = 3000
+    grafana_home: Path | None = Field(None, description="Grafana's homepath (conf/defaults.ini, public/); found from the binary when unset.")
+    grafana_admin_user: str = "admin"
+    grafana_admin_password: SecretStr | None = None
 
     # --- derived paths -------------------------------------------------------
     @property
@@ -145,6 +148,7 @@ SECRET_FIELDS = (
     "airflow_admin_password",
     "airflow_secret_key",
     "airflow_fernet_key",
+    "grafana_admin_password",
 )
 
 
