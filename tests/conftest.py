@@ -4,34 +4,12 @@ on free ports, so the suite never collides with a running `make up`."""
 
 from __future__ import annotations
 
-import socket
-
 import psycopg2
 import pytest
 
 from lakehouse.platform import stack
-from lakehouse.platform.secrets import generate_secrets
-from lakehouse.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def make_settings(run_dir, **overrides) -> Settings:
-    """Settings for an isolated stack: temp run dir, free ports, fresh secrets."""
-    values = {k.lower(): v for k, v in generate_secrets().items()}
-    values.update(
-        lakehouse_run_dir=run_dir,
-        pg_port=free_port(),
-        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
-        airflow_port=free_port(),
-        grafana_bin="/nonexistent/grafana",
-    )
-    values.update(overrides)
-    return Settings(_env_file=None, **values)
+from lakehouse.platform.isolated import free_port  # noqa: F401  (re-exported for tests)
+from lakehouse.platform.isolated import isolated_settings as make_settings
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,89 @@
+"""The benchmark's own arithmetic, on fixed inputs (pure, fast)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.stats import (
+    Row,
+    Target,
+    percentile,
+    ratio,
+    rate,
+    render_table,
+    steady_rate,
+    summarize,
+    visibility_latencies,
+)
+
+
+def test_percentile_interpolates_between_ranks():
+    xs = [4, 1, 3, 2]  # unsorted on purpose
+    assert percentile(xs, 0) == 1
+    assert percentile(xs, 100) == 4
+    assert percentile(xs, 50) == 2.5
+    assert percentile(xs, 25) == pytest.approx(1.75)
+    assert percentile(range(1, 101), 95) == pytest.approx(95.05)
+    assert percentile(range(1, 101), 99) == pytest.approx(99.01)
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_percentile_rejects_empty_and_out_of_range():
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1], 101)
+
+
+def test_summary_is_median_min_max_of_runs():
+    s = summarize([30.0, 10.0, 20.0])
+    assert (s.median, s.min, s.max) == (20.0, 10.0, 30.0)
+    assert s.runs == (30.0, 10.0, 20.0)
+    assert summarize([1, 2, 3, 10]).median == 2.5
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_ratio_and_rate_never_fake_a_number():
+    assert ratio(24_000, 40_000) == 0.6
+    assert math.isnan(ratio(1, 0))
+    assert rate(1_000, 4) == 250
+    assert math.isnan(rate(5, 0))
+
+
+def test_steady_rate_skips_the_first_batch_rows():
+    # commits at t=10, 12, 14 with 500, 2000, 3000 rows: (2000+3000) / (14-10)
+    assert steady_rate([(12.0, 2000), (10.0, 500), (14.0, 3000)]) == 1250
+    assert math.isnan(steady_rate([(1.0, 10)]))
+
+
+def test_visibility_latencies_match_kth_send_to_count_reaching_k():
+    sends = [0.0, 0.1, 0.2, 0.3]
+    polls = [(0.05, 5), (0.5, 7), (0.9, 8), (1.5, 8)]  # baseline 5: nothing new at 0.05
+    lat, missing = visibility_latencies(sends, polls, baseline=5)
+    assert lat == pytest.approx([0.5, 0.4, 0.7])
+    assert missing == 1
+    lat, missing = visibility_latencies([1.0], [(0.5, 1)])  # clocks: never negative
+    assert lat == [0.0] and missing == 0
+
+
+def test_target_verdicts_and_table():
+    at_most = Target("<=", 5.0, "≤ 5 s")
+    at_least = Target(">=", 20_000, "≥ 20,000")
+    assert at_most.met(5.0) and not at_most.met(5.1)
+    assert at_least.met(20_000) and not at_least.met(19_999)
+    assert at_most.met(math.nan) is None
+    rows = [
+        Row("Ingest", "landed rate", "events/s", summarize([21_000, 19_000, 25_000]), at_least),
+        Row("Freshness", "p95", "s", summarize([6.0, 7.0, 8.0]), at_most),
+        Row("Batch", "DAG wall time", "s", None, note="DAG not landed"),
+    ]
+    table = render_table(rows)
+    lines = table.strip().splitlines()
+    assert len(lines) == 5
+    assert "| Ingest: landed rate | 21,000 events/s | 19,000 – 25,000 | 3 | ≥ 20,000 | met |" in lines[2]
+    assert "| Freshness: p95 | 7.00 s | 6.00 – 8.00 | 3 | ≤ 5 s | MISSED |" in lines[3]
+    assert "not run: DAG not landed" in lines[4] and "| — |" in lines[4]
+    assert rows[2].to_dict()["summary"] is None
