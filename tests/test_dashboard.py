@@ -1,0 +1,328 @@
+"""The Grafana overview dashboard: macro expansion (units), and every panel's
+SQL run as the read-only role against the real PostgreSQL once the realtime,
+gold and ops tables hold data (integration)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import psycopg2
+import pytest
+import yaml
+
+from lakehouse.contract import EVENT_TYPES, PAGES, SOURCES
+from lakehouse.platform import postgres
+from lakehouse.dashboard import (
+    DATASOURCE_PATH,
+    datasource_uid,
+    expand_macros,
+    format_duration,
+    interval_for,
+    iter_panels,
+    load_dashboard,
+    panel_queries,
+    parse_duration,
+)
+
+START = datetime(2026, 1, 2, 3, 0, tzinfo=timezone.utc)
+END = datetime(2026, 1, 2, 4, 0, tzinfo=timezone.utc)
+
+
+# --- macro expansion (pure) ----------------------------------------------------------
+def test_parse_and_format_durations():
+    assert parse_duration("10s") == timedelta(seconds=10)
+    assert parse_duration("'5m'") == timedelta(minutes=5)
+    assert parse_duration("30d") == timedelta(days=30)
+    assert format_duration(timedelta(minutes=2)) == "2m"
+    assert format_duration(timedelta(seconds=90)) == "90s"
+    with pytest.raises(ValueError):
+        parse_duration("soon")
+
+
+def test_time_macros_expand_to_the_range():
+    sql = "SELECT $__time(window_start), v FROM t WHERE $__timeFilter(window_start) AND x < $__timeTo() AND x > $__timeFrom()"
+    assert expand_macros(sql, START, END) == (
+        'SELECT window_start AS "time", v FROM t WHERE window_start BETWEEN '
+        "'2026-01-02T03:00:00Z' AND '2026-01-02T04:00:00Z' AND x < '2026-01-02T04:00:00Z' "
+        "AND x > '2026-01-02T03:00:00Z'"
+    )
+
+
+def test_time_group_uses_interval_and_nested_parentheses():
+    sql = "SELECT $__timeGroupAlias(date_trunc('minute', ts), $__interval), $__interval_ms FROM t"
+    out = expand_macros(sql, START, END, timedelta(minutes=5))
+    assert out == "SELECT floor(extract(epoch from date_trunc('minute', ts))/300)*300 AS \"time\", 300000 FROM t"
+    assert expand_macros("$__timeGroup(ts, '1h')", START, END) == "floor(extract(epoch from ts)/3600)*3600"
+    assert expand_macros("$__timeEpoch(ts)", START, END) == 'extract(epoch from ts) AS "time"'
+    assert expand_macros("$__unixEpochFilter(e)", START, END) == f"e >= {int(START.timestamp())} AND e <= {int(END.timestamp())}"
+
+
+def test_unknown_macros_and_unbalanced_calls_are_errors():
+    with pytest.raises(ValueError, match="unsupported"):
+        expand_macros("SELECT $__timeShift(ts)", START, END)
+    with pytest.raises(ValueError, match="unsupported"):
+        expand_macros("SELECT $__from", START, END)
+    with pytest.raises(ValueError, match="unbalanced"):
+        expand_macros("SELECT $__timeFilter(ts", START, END)
+
+
+def test_interval_is_a_round_step_above_the_panel_minimum():
+    assert interval_for(START, END, max_points=1000) == timedelta(seconds=5)  # 3.6 s -> 5 s
+    assert interval_for(START, END, max_points=1000, min_interval="1m") == timedelta(minutes=1)
+    assert interval_for(START, START + timedelta(days=30), max_points=100) == timedelta(hours=12)
+
+
+# --- the dashboard file (pure) ------------------------------------------------------------
+DASHBOARD = load_dashboard()
+
+
+def test_dashboard_identity():
+    assert DASHBOARD["title"] == "Lakehouse Platform Overview"
+    assert DASHBOARD["refresh"] == "10s"
+    assert DASHBOARD.get("id") is None  # provisioned dashboards must not carry a database id
+
+
+def test_every_panel_uses_the_provisioned_datasource():
+    provisioned = yaml.safe_load(DATASOURCE_PATH.read_text())["datasources"][0]
+    uid = datasource_uid()
+    assert uid == provisioned["uid"]
+    panels = list(iter_panels(DASHBOARD))
+    assert len(panels) >= 15
+    for p in panels:
+        assert p["datasource"] == {"type": provisioned["type"], "uid": uid}, p["title"]
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] == uid, p["title"]
+
+
+def test_provisioning_reads_as_the_reader_role_from_the_environment():
+    ds = yaml.safe_load(DATASOURCE_PATH.read_text())["datasources"][0]
+    assert ds["user"] == "${PG_READER_USER}"
+    assert ds["secureJsonData"]["password"] == "${PG_READER_PASSWORD}"
+    assert ds["jsonData"]["database"] == "${PG_DATABASE}"
+
+
+def test_the_sections_the_issue_asks_for_are_there():
+    sql = {p["title"]: " ".join(t["rawSql"] for t in p["targets"]) for p in iter_panels(DASHBOARD)}
+    everything = " ".join(sql.values())
+    for table in (
+        "realtime.events_per_minute", "realtime.logins_per_source", "realtime.purchases_per_minute",
+        "gold.daily_active_users", "gold.conversion_rate_daily", "gold.events_per_source_daily",
+        "gold.purchases_per_page_daily", "ops.stream_progress", "ops.batch_runs", "ops.data_quality",
+    ):
+        assert table in everything, table
+    for p in iter_panels(DASHBOARD):  # realtime panels follow the time picker
+        if "realtime." in sql[p["title"]]:
+            assert "$__timeFilter(window_start)" in sql[p["title"]], p["title"]
+
+
+# --- every panel against the real database (integration) ----------------------------------
+NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+TODAY = NOW.date()
+GOLD_DAYS = [TODAY - timedelta(days=n) for n in (3, 2, 1)]  # latest gold date = yesterday
+DAU = {GOLD_DAYS[0]: 90, GOLD_DAYS[1]: 100, GOLD_DAYS[2]: 120}
+PURCHASERS = {GOLD_DAYS[0]: 9, GOLD_DAYS[1]: 12, GOLD_DAYS[2]: 18}
+PURCHASES = {d: n * 2 for d, n in PURCHASERS.items()}
+EVENTS_PER_SOURCE = {d: {s: 300 * (i + 1) + 10 * k for k, s in enumerate(SOURCES)} for i, d in enumerate(GOLD_DAYS)}
+STREAMS = ("raw_landing", "fast_aggregation")
+
+
+def fill_serving_tables(conn) -> None:
+    """Realistic rows for every table the dashboard reads, written as the
+    writer role the way the pipeline's loaders write them (upserts keyed like
+    the tables' primary keys)."""
+    minutes = [NOW - timedelta(minutes=m) for m in range(30, 0, -1)]
+    with conn, conn.cursor() as cur:
+        for i, w in enumerate(minutes):
+            for k, et in enumerate(EVENT_TYPES):
+                cur.execute(
+                    "INSERT INTO realtime.events_per_minute (window_start, event_type, event_count) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (window_start, event_type) DO UPDATE SET event_count = EXCLUDED.event_count, updated_at = now()",
+                    (w, et, 50 + i + 7 * k),
+                )
+            for k, src in enumerate(SOURCES):
+                cur.execute(
+                    "INSERT INTO realtime.logins_per_source (window_start, source, login_count) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (window_start, source) DO UPDATE SET login_count = EXCLUDED.login_count, updated_at = now()",
+                    (w, src, 5 + k + i % 3),
+                )
+            cur.execute(
+                "INSERT INTO realtime.purchases_per_minute (window_start, purchase_count) VALUES (%s, %s) "
+                "ON CONFLICT (window_start) DO UPDATE SET purchase_count = EXCLUDED.purchase_count, updated_at = now()",
+                (w, 3 + i % 4),
+            )
+        for d in GOLD_DAYS:
+            cur.execute("DELETE FROM gold.daily_active_users WHERE event_date = %s", (d,))
+            cur.execute("INSERT INTO gold.daily_active_users (event_date, dau_count) VALUES (%s, %s)", (d, DAU[d]))
+            cur.execute("DELETE FROM gold.conversion_rate_daily WHERE event_date = %s", (d,))
+            cur.execute(
+                "INSERT INTO gold.conversion_rate_daily (event_date, conversion_rate, total_purchases, dau_count) "
+                "VALUES (%s, %s, %s, %s)",
+                (d, PURCHASERS[d] / DAU[d], PURCHASES[d], DAU[d]),
+            )
+            cur.execute("DELETE FROM gold.events_per_source_daily WHERE event_date = %s", (d,))
+            for src, n in EVENTS_PER_SOURCE[d].items():
+                cur.execute(
+                    "INSERT INTO gold.events_per_source_daily (event_date, source, event_count) VALUES (%s, %s, %s)",
+                    (d, src, n),
+                )
+            cur.execute("DELETE FROM gold.purchases_per_page_daily WHERE event_date = %s", (d,))
+            for k, page in enumerate(PAGES[:4]):
+                cur.execute(
+                    "INSERT INTO gold.purchases_per_page_daily (event_date, page, purchase_count) VALUES (%s, %s, %s)",
+                    (d, page, PURCHASES[d] // (k + 2)),
+                )
+        for q, name in enumerate(STREAMS):
+            for b in range(12):
+                cur.execute(
+                    "INSERT INTO ops.stream_progress (query_name, batch_id, input_rows, rows_per_second, duration_ms, "
+                    "end_offsets, lag, recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (query_name, batch_id) DO NOTHING",
+                    (name, b, 400 + b, 200.0 + b + q, 1800 + 10 * b, '{"user-events": {"0": 100}}', 50 - b - q,
+                     NOW - timedelta(seconds=20 * (12 - b))),
+                )
+        for run, d, at in (("scheduled__a", GOLD_DAYS[1], NOW - timedelta(hours=2)),
+                           ("manual__b", GOLD_DAYS[2], NOW - timedelta(minutes=30))):
+            cur.execute(
+                "INSERT INTO ops.batch_runs (run_id, event_date, silver_rows, quarantined, finished_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING",
+                (run, d, 5000, 7, at),
+            )
+            for exp, col, sev, ok in (
+                ("expect_column_values_to_not_be_null", "event_id", "critical", True),
+                ("expect_column_values_to_be_unique", "event_id", "critical", True),
+                ("expect_column_values_to_be_in_set", "event_type", "critical", True),
+                ("expect_column_values_to_be_between", "event_ts", "warning", run == "scheduled__a"),
+            ):
+                cur.execute(
+                    "INSERT INTO ops.data_quality (run_id, event_date, expectation, column_name, severity, success, "
+                    "element_count, unexpected_count, validated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    (run, d, exp, col, sev, ok, 5000, 0 if ok else 3, at - timedelta(minutes=1)),
+                )
+
+
+@pytest.fixture(scope="module")
+def serving(core_stack):
+    """The serving schema in a database of its own on the session's cluster,
+    so the rows below neither disturb nor depend on other tests' rows."""
+    settings = core_stack.model_copy(update={"pg_database": "lakehouse_dashboard_test"})
+    postgres.apply_schema(settings)  # same roles, grants and sql/ files as `make up`
+    return settings
+
+
+@pytest.fixture(scope="module")
+def reader(serving):
+    writer = psycopg2.connect(serving.pg_dsn("writer"))
+    try:
+        fill_serving_tables(writer)
+    finally:
+        writer.close()
+    conn = psycopg2.connect(serving.pg_dsn("reader"))
+    conn.set_session(readonly=True, autocommit=True)
+    yield conn
+    conn.close()
+
+
+def run_panel(conn, query) -> tuple[list[str], list[tuple]]:
+    with conn.cursor() as cur:
+        cur.execute(query.sql(NOW, DASHBOARD))
+        return [d.name for d in cur.description], cur.fetchall()
+
+
+def plotted_names(panel: dict) -> set[str]:
+    """Columns a panel names in its field overrides (`byName` matchers)."""
+    return {
+        o["matcher"]["options"]
+        for o in panel.get("fieldConfig", {}).get("overrides", [])
+        if o["matcher"]["id"] == "byName"
+    }
+
+
+def field_regex(panel: dict) -> str:
+    text = panel.get("options", {}).get("reduceOptions", {}).get("fields", "")
+    return text.strip("/") if text else ""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("query", panel_queries(DASHBOARD), ids=lambda q: q.title)
+def test_panel_returns_rows_with_the_columns_it_plots(reader, query):
+    cols, rows = run_panel(reader, query)
+    assert rows, f"{query.title}: no rows"
+    assert len(cols) == len(set(cols)), f"{query.title}: duplicate column names {cols}"
+    assert plotted_names(query.panel) <= set(cols), f"{query.title}: overrides name missing columns"
+    if field_regex(query.panel):
+        assert [c for c in cols if re.fullmatch(field_regex(query.panel), c)], f"{query.title}: fields regex matches nothing"
+    values = {c: [r[i] for r in rows] for i, c in enumerate(cols)}
+    if query.target["format"] == "time_series":
+        assert "time" in cols, f"{query.title}: time series needs a time column"
+        assert all(isinstance(v, datetime) or isinstance(v, (int, float)) or hasattr(v, "as_integer_ratio")
+                   for v in values["time"])
+        numeric = [c for c in cols if c not in ("time", "metric")]
+        assert numeric, f"{query.title}: no value column"
+        for c in numeric:
+            assert any(v is not None for v in values[c]), f"{query.title}: {c} is all NULL"
+            assert all(v is None or isinstance(v, (int, float)) or hasattr(v, "as_integer_ratio") for v in values[c])
+        if "metric" in cols:
+            assert all(isinstance(v, str) for v in values["metric"])
+
+
+def _panel(title: str):
+    (q,) = [q for q in panel_queries(DASHBOARD) if q.panel["title"] == title]
+    return q
+
+
+@pytest.mark.integration
+def test_top_row_shows_the_latest_gold_date_and_the_change_from_the_day_before(reader):
+    latest, before = GOLD_DAYS[2], GOLD_DAYS[1]
+    assert run_panel(reader, _panel("Latest gold date"))[1] == [(latest.isoformat(),)]
+    assert run_panel(reader, _panel("Daily active users"))[1] == [(DAU[latest], DAU[latest] - DAU[before])]
+    (rate, change), = run_panel(reader, _panel("Conversion rate"))[1]
+    assert rate == pytest.approx(PURCHASERS[latest] / DAU[latest])
+    assert change == pytest.approx(PURCHASERS[latest] / DAU[latest] - PURCHASERS[before] / DAU[before])
+    assert run_panel(reader, _panel("Total purchases"))[1] == [(PURCHASES[latest], PURCHASES[latest] - PURCHASES[before])]
+    total = {d: sum(v.values()) for d, v in EVENTS_PER_SOURCE.items()}
+    assert run_panel(reader, _panel("Total events"))[1] == [(total[latest], total[latest] - total[before])]
+
+
+@pytest.mark.integration
+def test_realtime_panels_follow_the_time_range(reader):
+    q = _panel("Purchases per minute")
+    with reader.cursor() as cur:
+        cur.execute(expand_macros(q.target["rawSql"], NOW - timedelta(minutes=10), NOW))
+        last_ten = cur.fetchall()
+    assert 9 <= len(last_ten) <= 11  # one row per minute in the range, not the whole table
+    assert len(run_panel(reader, q)[1]) == 30
+
+
+@pytest.mark.integration
+def test_pipeline_health_panels(reader):
+    cols, rows = run_panel(reader, _panel("Streams: latest micro-batch"))
+    by_stream = {r[cols.index("stream")]: r for r in rows}
+    assert set(by_stream) >= set(STREAMS)
+    assert by_stream["raw_landing"][cols.index("batch_id")] == 11
+    cols, rows = run_panel(reader, _panel("Last DAG run and its data quality"))
+    row = dict(zip(cols, rows[0]))
+    assert row["run_id"] == "manual__b" and row["data_quality"] == "WARN" and row["critical_failed"] == 0
+    cols, rows = run_panel(reader, _panel("Last micro-batch age"))
+    ages = {r[cols.index("metric")]: r[cols.index("value")] for r in rows}
+    assert 0 <= float(ages["raw_landing"]) < 600
+
+
+@pytest.mark.integration
+def test_the_dashboard_role_cannot_write(serving):
+    conn = psycopg2.connect(serving.pg_dsn("reader"))  # a plain session, as Grafana opens it
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for stmt in (
+                "INSERT INTO realtime.purchases_per_minute (window_start, purchase_count) VALUES ('2001-01-01', 1)",
+                "UPDATE gold.daily_active_users SET dau_count = 0",
+                "DELETE FROM ops.batch_runs",
+                "CREATE TABLE ops.grafana_scratch (x int)",
+            ):
+                with pytest.raises(psycopg2.Error):
+                    cur.execute(stmt)
+    finally:
+        conn.close()
