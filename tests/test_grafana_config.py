@@ -1,0 +1,94 @@
+"""The embedded Grafana's generated config and command (Grafana itself cannot
+be installed on these machines, so the server is not started here)."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import os
+import stat
+
+import pytest
+
+from lakehouse.platform import grafana, launch, services
+from lakehouse.platform.errors import PlatformError
+from tests.conftest import make_settings
+
+
+def fake_grafana(root, name="grafana"):
+    """A tarball-shaped Grafana install: <root>/bin/<name> and <root>/conf/defaults.ini."""
+    (root / "bin").mkdir(parents=True)
+    (root / "conf").mkdir()
+    (root / "conf" / "defaults.ini").write_text("[server]\n")
+    exe = root / "bin" / name
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    return exe
+
+
+def test_command_and_config_for_a_tarball_install(tmp_path):
+    exe = fake_grafana(tmp_path / "grafana-12")
+    s = make_settings(tmp_path / "run", grafana_bin=str(exe), grafana_port=3123)
+    cmd = grafana.server_command(s)
+    conf_path = s.run_dir / "grafana" / "grafana.ini"
+    assert cmd == [str(exe), "server", "--homepath", str(tmp_path / "grafana-12"), "--config", str(conf_path)]
+    ini = configparser.ConfigParser()
+    ini.read(conf_path)
+    assert ini["server"]["http_addr"] == "127.0.0.1"
+    assert ini["server"]["http_port"] == "3123"
+    assert ini["paths"]["provisioning"] == str(grafana.PROVISIONING_DIR)
+    assert (grafana.PROVISIONING_DIR / "datasources" / "lakehouse.yaml").is_file()
+    for key in ("data", "logs", "plugins"):
+        assert ini["paths"][key].startswith(str(s.run_dir / "grafana"))
+    assert os.path.isfile(ini["dashboards"]["default_home_dashboard_path"])
+    text = conf_path.read_text()
+    for secret in (s.grafana_admin_password, s.pg_reader_password):
+        assert secret.get_secret_value() not in text  # secrets travel as environment only
+
+
+def test_old_binary_name_takes_no_subcommand(tmp_path):
+    exe = fake_grafana(tmp_path / "g", name="grafana-server")
+    s = make_settings(tmp_path / "run", grafana_bin=str(exe))
+    assert grafana.server_command(s)[:2] == [str(exe), "--homepath"]
+
+
+def test_environment_feeds_the_provisioning_files(tmp_path):
+    s = make_settings(tmp_path / "run")
+    env = grafana.environment(s)
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == s.grafana_admin_password.get_secret_value()
+    assert env["PG_READER_USER"] == s.pg_reader_user
+    assert env["PG_READER_PASSWORD"] == s.pg_reader_password.get_secret_value()
+    assert env["PG_PORT"] == str(s.pg_port)
+    assert env["LAKEHOUSE_GRAFANA_DASHBOARDS"] == str(grafana.DASHBOARDS_DIR)
+    # every ${VAR} the provisioning files use is set
+    import re
+
+    used = set()
+    for f in grafana.PROVISIONING_DIR.rglob("*.yaml"):
+        used |= set(re.findall(r"\$\{(\w+)\}", f.read_text()))
+    assert used and used <= set(env)
+
+
+def test_grafana_is_a_program_only_when_the_binary_exists(tmp_path):
+    s = make_settings(tmp_path / "run")
+    assert "grafana" not in [x.name for x in services.services(s)]
+    with pytest.raises(PlatformError, match="GRAFANA_BIN"):
+        grafana.server_command(s)
+    exe = fake_grafana(tmp_path / "g")
+    s = make_settings(tmp_path / "run", grafana_bin=str(exe))
+    (svc,) = [x for x in services.services(s) if x.name == "grafana"]
+    assert svc.group == "grafana" and svc.port == s.grafana_port
+    cmd, env = launch.command_for("grafana", s)
+    assert cmd[0] == str(exe) and env["PG_DATABASE"] == s.pg_database
+
+
+def test_missing_homepath_names_the_setting(tmp_path):
+    exe = tmp_path / "bin" / "grafana"
+    exe.parent.mkdir()
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    s = make_settings(tmp_path / "run", grafana_bin=str(exe))
+    if (grafana.PACKAGE_HOME / "conf" / "defaults.ini").exists():
+        pytest.skip("a packaged Grafana is installed here, so the fallback homepath exists")
+    with pytest.raises(PlatformError, match="GRAFANA_HOME"):
+        grafana.server_command(s)
