@@ -61,7 +61,6 @@ def test_environment_feeds_the_provisioning_files(tmp_path):
     assert env["PG_PORT"] == str(s.pg_port)
     assert env["LAKEHOUSE_GRAFANA_DASHBOARDS"] == str(grafana.DASHBOARDS_DIR)
     # every ${VAR} the provisioning files use is set
-
     used = set()
     for f in grafana.PROVISIONING_DIR.rglob("*.yaml"):
         used |= set(re.findall(r"\$\{(\w+)\}", f.read_text()))
