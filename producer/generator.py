@@ -11,6 +11,9 @@ for byte. The stream mixes in, by configurable fractions:
   (``not_json``, ``undecodable``, ``missing_field``, ``wrong_type``,
   ``unknown_event_type``, ``absurd_timestamp``, ``oversize``).
 
+Deterministic for (seed, start): the same pair gives the same bytes in any
+process; another start gives other event_ids.
+
 Users: about ``initial_users`` at the start, ``user_growth_per_hour`` more every
 simulated hour; a rotating "active" fifth of them makes ``active_event_share``
 (80%) of the events. Event types follow a session-like mix, click > login >
@@ -158,8 +161,11 @@ class EventGenerator:
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         self.config = config or GeneratorConfig()
-        self._rng = random.Random(self.config.seed)
-        self._users = _Users(random.Random(self.config.seed + 1), self.config)
+        # Seeded by seed and start: a restarted producer (new start) never
+        # repeats the event_ids of an earlier run with the same seed.
+        stream = f"{self.config.seed}/{self.config.start.isoformat()}"
+        self._rng = random.Random(stream)
+        self._users = _Users(random.Random(stream + "/users"), self.config)
         self._recent: deque[Message] = deque(maxlen=self.config.duplicate_window)
         self._index = 0
         self._start_us = int(self.config.start.timestamp() * 1_000_000)

@@ -40,8 +40,11 @@ def test_same_seed_same_bytes_other_seed_differs():
     a = EventGenerator(cfg()).messages(3000)
     b = EventGenerator(cfg()).messages(3000)
     c = EventGenerator(cfg(seed=7)).messages(3000)
+    later = EventGenerator(cfg(start=START + timedelta(hours=1))).messages(3000)
     assert [(m.key, m.value, m.kind) for m in a] == [(m.key, m.value, m.kind) for m in b]
     assert [m.value for m in a] != [m.value for m in c]
+    ids = lambda msgs: {m.event["event_id"] for m in msgs if m.event}  # noqa: E731
+    assert not ids(a) & ids(later)  # a restarted producer repeats no event_id
 
 
 def test_iter_messages_matches_messages():

@@ -23,6 +23,14 @@ def command_for(name: str, settings: Settings) -> tuple[list[str], dict[str, str
     if name.startswith("airflow-"):
         component = name.removeprefix("airflow-")
         return airflow.command(component), airflow.environment(settings)
+    if name == "producer":
+        # runs until the process manager stops it (SIGTERM flushes, exits 0)
+        return [
+            sys.executable, "-m", "producer",
+            "--rate", str(settings.producer_rate),
+            "--bootstrap-servers", settings.kafka_bootstrap_servers,
+            "--topic", settings.kafka_topic,
+        ], {}
     if name == "grafana":
         from lakehouse.platform import grafana
 

@@ -65,6 +65,8 @@ def services(settings: Settings) -> list[Service]:
         Service("airflow-dag-processor", "airflow", _launch("airflow-dag-processor", settings), priority=12),
         Service("airflow-triggerer", "airflow", _launch("airflow-triggerer", settings), priority=13),
     ]
+    if settings.producer_enabled:
+        out.append(Service("producer", "pipeline", _launch("producer", settings), stopwaitsecs=30, priority=30))
     if grafana_binary(settings):
         out.append(Service("grafana", "grafana", _launch("grafana", settings),
                            port=settings.grafana_port, port_setting="GRAFANA_PORT", priority=40))
