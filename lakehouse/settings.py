@@ -53,6 +53,18 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "1g"
     lakehouse_data_dir: Path | None = Field(None, description="Delta tables root; <run dir>/lakehouse when unset.")
 
+    # --- batch layer (lakehouse_bronze_to_gold, lakehouse_maintenance) -------
+    batch_max_rejected_fraction: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Share of a date's rows that may break a critical rule before the quality gate fails (0 = strict).",
+    )
+    delta_vacuum_retention_hours: int = Field(
+        168, ge=168, description="Vacuum keeps files younger than this (>= 7 days, time travel and slow readers)."
+    )
+    delta_compact_after_days: int = Field(
+        2, ge=1, description="A date partition this many days old is closed (no more late data) and compacted."
+    )
+
     # --- Airflow ------------------------------------------------------------
     airflow_host: str = "127.0.0.1"
     airflow_port: int = 8080
