@@ -2,6 +2,9 @@
 settings file, then exec the real command with its environment.
 
     python -m lakehouse.platform.launch <service> --env-file <run>/stack.env
+
+docker-compose.yml runs the same entry point without --env-file: the
+container's environment carries the settings.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ def command_for(name: str, settings: Settings) -> tuple[list[str], dict[str, str
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("service")
-    p.add_argument("--env-file", required=True)
+    p.add_argument("--env-file", help="settings file of the stack; omitted: the environment only (docker compose)")
     args = p.parse_args(argv)
-    values = {k: v for k, v in dotenv_values(args.env_file).items() if v is not None}
-    os.environ.update(values)
+    if args.env_file:
+        values = {k: v for k, v in dotenv_values(args.env_file).items() if v is not None}
+        os.environ.update(values)
     settings = Settings(_env_file=None)
     cmd, env = command_for(args.service, settings)
     os.environ.update(env)
