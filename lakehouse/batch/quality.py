@@ -1,0 +1,182 @@
+"""The Great Expectations gate on silver, kept as code.
+
+What is validated: every row the date offered after de-duplication, i.e. the
+date's `silver/events` plus its `silver/quarantine` rows, so a rule-breaking
+bronze row is both kept aside (quarantine, with its reason) and reported here.
+
+Severity (in each expectation's meta):
+* critical - fails `validate_silver`, so no gold is computed or loaded:
+  event_id not null and unique, event_type and source in the contract's sets,
+  user_id positive, event time inside the event date, page not null.
+  `mostly` = 1 - settings.batch_max_rejected_fraction (0 by default: strict).
+* warning - recorded in ops.data_quality and the Data Docs, never blocks:
+  page in the contract's known pages, at least one row for the date.
+
+Results are kept under <run dir>/data_quality/: the validation result JSON
+(`validations/<event_date>/<run id>.json`) and the Data Docs HTML site
+(`data_docs/index.html`); one summary row per expectation goes to
+`ops.data_quality`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from lakehouse.batch.silver import day_bounds
+from lakehouse.contract import EVENT_TYPES, PAGES, SOURCES
+
+log = logging.getLogger(__name__)
+
+SUITE_NAME = "silver_events"
+COLUMNS = ["event_id", "user_id", "event_type", "source", "page", "event_ts"]
+
+
+class QualityGateError(RuntimeError):
+    """A critical expectation failed; the message names it with its counts."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    expectation: str
+    column: str
+    severity: str
+    success: bool
+    element_count: int | None
+    unexpected_count: int | None
+    sample: list
+
+    def describe(self) -> str:
+        target = f"{self.expectation}({self.column})" if self.column else self.expectation
+        counts = (
+            f"{self.unexpected_count} of {self.element_count} rows unexpected"
+            if self.unexpected_count is not None
+            else "failed"
+        )
+        sample = f", e.g. {self.sample[:3]}" if self.sample else ""
+        return f"{target}: {counts}{sample}"
+
+
+def build_suite(event_date: date, max_rejected_fraction: float = 0.0):
+    """The suite for one event date (the date bounds the event time)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    mostly = 1.0 - max_rejected_fraction
+    start, end = day_bounds(event_date)
+    critical = {"severity": "critical"}
+    warning = {"severity": "warning"}
+    suite = gx.ExpectationSuite(name=SUITE_NAME)
+    for exp in (
+        gxe.ExpectColumnValuesToNotBeNull(column="event_id", mostly=mostly, meta=critical),
+        gxe.ExpectColumnValuesToBeUnique(column="event_id", mostly=mostly, meta=critical),
+        gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES), mostly=mostly, meta=critical),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=list(SOURCES), mostly=mostly, meta=critical),
+        gxe.ExpectColumnValuesToBeBetween(column="user_id", min_value=1, mostly=mostly, meta=critical),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="event_ts", min_value=start, max_value=end - timedelta(microseconds=1),
+            mostly=mostly, meta=critical,
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(column="page", mostly=mostly, meta=critical),
+        gxe.ExpectColumnValuesToBeInSet(column="page", value_set=list(PAGES), meta=warning),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, meta=warning),
+    ):
+        suite.add_expectation(exp)
+    return suite
+
+
+def validate(frame: pd.DataFrame, event_date: date, run_id: str, out_dir: Path,
+             max_rejected_fraction: float = 0.0) -> list[Outcome]:
+    """Run the suite on `frame` with Great Expectations, keep the JSON result
+    and the Data Docs under `out_dir`, and return one Outcome per expectation."""
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    docs_dir = out_dir / "data_docs"
+    context.add_data_docs_site(
+        site_name="lakehouse",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    batch = (
+        context.data_sources.add_pandas("silver")
+        .add_dataframe_asset(f"events_{event_date.isoformat()}")
+        .add_batch_definition_whole_dataframe("date")
+    )
+    suite = context.suites.add(build_suite(event_date, max_rejected_fraction))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"silver_events_{event_date.isoformat()}", data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="silver_gate",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=_gx_run_id(run_id))
+    validation = next(iter(result.run_results.values()))
+    json_path = out_dir / "validations" / event_date.isoformat() / f"{_safe(run_id)}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(validation.to_json_dict(), indent=1, default=str))
+    log.info("validation result: %s; data docs: %s", json_path, docs_dir / "index.html")
+    return [_outcome(r) for r in validation.results]
+
+
+def gate(outcomes: list[Outcome], event_date: date) -> None:
+    """Raise QualityGateError naming every failed critical expectation; log warnings."""
+    for o in outcomes:
+        if not o.success and o.severity == "warning":
+            log.warning("data quality warning for %s: %s", event_date, o.describe())
+    failed = [o for o in outcomes if not o.success and o.severity == "critical"]
+    if failed:
+        raise QualityGateError(
+            f"silver for {event_date} failed {len(failed)} critical expectation(s): "
+            + "; ".join(o.describe() for o in failed)
+        )
+
+
+def summary_rows(outcomes: list[Outcome], run_id: str, event_date: date) -> list[tuple]:
+    """Rows of ops.data_quality for one validation."""
+    return [
+        (run_id, event_date, o.expectation, o.column, o.severity, o.success, o.element_count, o.unexpected_count)
+        for o in outcomes
+    ]
+
+
+def _outcome(r) -> Outcome:
+    cfg = r.expectation_config
+    res = r.result or {}
+    return Outcome(
+        expectation=cfg.type,
+        column=str(cfg.kwargs.get("column") or ""),
+        severity=(cfg.meta or {}).get("severity", "critical"),
+        success=bool(r.success),
+        element_count=res.get("element_count", res.get("observed_value") if cfg.type.startswith("expect_table") else None),
+        unexpected_count=res.get("unexpected_count"),
+        sample=[_plain(v) for v in (res.get("partial_unexpected_list") or [])],
+    )
+
+
+def _plain(v):
+    return v if isinstance(v, (str, int, float, type(None))) else str(v)
+
+
+def _safe(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
+def _gx_run_id(run_id: str):
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    return RunIdentifier(run_name=_safe(run_id))

@@ -1,0 +1,123 @@
+"""Silver events: bronze typed, de-duplicated and rule-checked, per event date.
+
+* De-duplication: one row per event_id, the **earliest Kafka record** wins:
+  smallest kafka_timestamp (records without one last), then smallest
+  kafka_partition, then smallest kafka_offset. Resends of the producer are
+  byte-identical, so which copy wins only matters for lineage; the order makes
+  the choice deterministic, hence re-runs identical.
+* Rules: a row that breaks one is not silver; it goes to `silver/quarantine`
+  with `reason` = the comma-separated names of every rule it breaks (RULES).
+  Rows without an event_id cannot be de-duplicated and are quarantined as is.
+
+The Great Expectations gate (`quality`) then checks the same rules on what the
+date offered, so a rule-breaking bronze row also stops the run before gold.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+import pyarrow as pa
+
+from lakehouse.batch.delta_io import conform
+from lakehouse.contract import BRONZE_EVENTS_SCHEMA, EVENT_TYPES, SOURCES, UTC_TS
+
+#: Delta `silver/events`: one typed row per event_id, partitioned by event_date.
+SILVER_EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("page", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("event_ts", UTC_TS, nullable=False),
+        pa.field("event_date", pa.date32(), nullable=False),
+        pa.field("kafka_topic", pa.string()),
+        pa.field("kafka_partition", pa.int32()),
+        pa.field("kafka_offset", pa.int64()),
+        pa.field("kafka_timestamp", UTC_TS),
+        pa.field("ingest_ts", UTC_TS),
+    ]
+)
+
+#: Delta `silver/quarantine`: the bronze row as it was, plus why it was refused.
+SILVER_QUARANTINE_SCHEMA = pa.schema(
+    [f.with_nullable(True) if f.name != "event_date" else f for f in BRONZE_EVENTS_SCHEMA]
+    + [pa.field("reason", pa.string(), nullable=False)]
+)
+
+#: Rule names, in the order they are reported. Each is checked by `rule_checks`.
+RULES = (
+    "event_id_missing",
+    "user_id_not_positive",
+    "event_type_unknown",
+    "source_unknown",
+    "page_missing",
+    "event_time_outside_date",
+)
+
+
+def day_bounds(event_date: date) -> tuple[datetime, datetime]:
+    """[start, end) of an event date in UTC."""
+    start = datetime.combine(event_date, time(0), tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def rule_checks(event_date: date) -> dict:
+    """rule name -> Spark Column that is true when the row breaks the rule."""
+    from pyspark.sql import functions as F
+
+    start, end = day_bounds(event_date)
+
+    def blank(c: str):
+        return F.col(c).isNull() | (F.trim(F.col(c)) == "")
+
+    return {
+        "event_id_missing": blank("event_id"),
+        "user_id_not_positive": F.col("user_id").isNull() | (F.col("user_id") <= 0),
+        "event_type_unknown": F.col("event_type").isNull() | ~F.col("event_type").isin(*EVENT_TYPES),
+        "source_unknown": F.col("source").isNull() | ~F.col("source").isin(*SOURCES),
+        "page_missing": blank("page"),
+        "event_time_outside_date": F.col("event_ts").isNull()
+        | (F.col("event_ts") < F.lit(start))
+        | (F.col("event_ts") >= F.lit(end)),
+    }
+
+
+def earliest_record_order():
+    """The order that defines "the earliest Kafka record" of an event_id."""
+    from pyspark.sql import functions as F
+
+    return [F.col("kafka_timestamp").asc_nulls_last(), F.col("kafka_partition").asc_nulls_last(),
+            F.col("kafka_offset").asc_nulls_last()]
+
+
+def checked_rows(bronze, event_date: date):
+    """One date of bronze (BRONZE_EVENTS_SCHEMA columns), de-duplicated, with
+    a `reason` column: "" for a silver row, else the rules it breaks. Pure."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    checks = rule_checks(event_date)
+    reason = F.concat_ws(",", *[F.when(checks[name], F.lit(name)) for name in RULES])
+    flagged = bronze.select(*BRONZE_EVENTS_SCHEMA.names).withColumn("reason", reason)
+    no_id = flagged.filter(checks["event_id_missing"])
+    window = Window.partitionBy("event_id").orderBy(*earliest_record_order())
+    first = (
+        flagged.filter(~checks["event_id_missing"])
+        .withColumn("_rank", F.row_number().over(window))
+        .filter(F.col("_rank") == 1)
+        .drop("_rank")
+    )
+    return first.unionByName(no_id)
+
+
+def split(checked: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(silver events, quarantine) from collected `checked_rows`, typed to
+    SILVER_EVENTS_SCHEMA and SILVER_QUARANTINE_SCHEMA."""
+    import pyarrow.compute as pc
+
+    ok = pc.equal(checked.column("reason"), "")
+    events, refused = checked.filter(ok), checked.filter(pc.invert(ok))
+    return conform(events, SILVER_EVENTS_SCHEMA), conform(refused, SILVER_QUARANTINE_SCHEMA)
+
