@@ -1,0 +1,90 @@
+"""The docker compose stack's own steps, run in the application image with the
+settings of the container's environment (compose passes `.env` plus the
+service addresses), through the same functions `lakehouse up` uses:
+
+    python -m lakehouse.platform.compose init            # one-shot, before the app services
+    python -m lakehouse.platform.compose health NAME     # a container's health check
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import urllib.request
+
+import psycopg2
+import typer
+
+from lakehouse.platform import airflow, broker, postgres
+from lakehouse.platform.errors import PlatformError
+from lakehouse.settings import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+
+#: Airflow components checked through their job heartbeat in the metadata DB.
+JOB_TYPES = {"airflow-dag-processor": "DagProcessorJob", "airflow-triggerer": "TriggererJob"}
+SCHEDULER_HEALTH_URL = "http://127.0.0.1:8974/health"  # AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK
+
+
+@app.command()
+def init() -> None:
+    """Serving schema (idempotent, picks up new sql/ files), the events topic,
+    Airflow's metadata database and login file, as `lakehouse up` does."""
+    settings = get_settings()
+    try:
+        postgres.wait_ready(settings)
+        postgres.apply_schema(settings)
+        broker.ensure_topic(settings)
+        airflow.migrate(settings)
+    except PlatformError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo("lakehouse compose init: schema, topic and Airflow metadata ready")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def stream_is_fresh(dsn: str, query_name: str, max_age_s: float) -> bool:
+    """True when the stream recorded a micro-batch in ops.stream_progress within max_age_s."""
+    with psycopg2.connect(dsn, connect_timeout=5) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT now() - max(recorded_at) < make_interval(secs => %s) FROM ops.stream_progress WHERE query_name = %s",
+            (max_age_s, query_name),
+        )
+        return bool(cur.fetchone()[0])
+
+
+@app.command()
+def health(
+    service: str = typer.Argument(..., help="airflow-api-server, airflow-scheduler, airflow-dag-processor, airflow-triggerer, or stream"),
+    query: str = typer.Option("", help="stream: the streaming query's name in ops.stream_progress"),
+    max_age: float = typer.Option(300.0, help="stream: seconds since its last micro-batch"),
+) -> None:
+    """Exit 0 when the service is healthy, 1 otherwise (docker's healthcheck)."""
+    settings = get_settings()
+    if service == "airflow-api-server":
+        ok = _http_ok(airflow.base_url(settings) + "/api/v2/monitor/health")
+    elif service == "airflow-scheduler":
+        ok = _http_ok(SCHEDULER_HEALTH_URL)
+    elif service in JOB_TYPES:
+        env = {**os.environ, **airflow.environment(settings)}
+        res = subprocess.run(
+            [airflow.airflow_bin(), "jobs", "check", "--job-type", JOB_TYPES[service], "--local"],
+            env=env, capture_output=True, text=True,
+        )
+        ok = res.returncode == 0
+    elif service == "stream":
+        ok = bool(query) and stream_is_fresh(settings.pg_dsn("reader"), query, max_age)
+    else:
+        raise typer.BadParameter(f"no health check for {service!r}")
+    raise typer.Exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    app()
