@@ -175,3 +175,31 @@ class PanelQuery:
 
 def panel_queries(dashboard: dict) -> list[PanelQuery]:
     return [PanelQuery(p, t) for p in iter_panels(dashboard) for t in p.get("targets", [])]
+
+
+def main(
+    panel: str = "",
+    minutes: int = 60,
+) -> None:
+    """Print each panel's SQL with the macros expanded for the last MINUTES
+    (panels with their own relative time keep it), ready for psql:
+
+        .venv/bin/python -m lakehouse.dashboard --panel "Purchases per minute" | make psql
+    """
+    dashboard = load_dashboard()
+    dashboard = {**dashboard, "time": {"from": f"now-{minutes}m", "to": "now"}}
+    now = datetime.now(timezone.utc)
+    found = False
+    for q in panel_queries(dashboard):
+        if panel and panel.lower() not in q.panel["title"].lower():
+            continue
+        found = True
+        print(f"-- {q.title}\n{q.sql(now, dashboard)};\n")
+    if not found:
+        raise SystemExit(f"no panel title contains {panel!r}")
+
+
+if __name__ == "__main__":
+    import typer
+
+    typer.run(main)

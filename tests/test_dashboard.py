@@ -326,3 +326,21 @@ def test_the_dashboard_role_cannot_write(serving):
                     cur.execute(stmt)
     finally:
         conn.close()
+
+
+@pytest.mark.integration
+def test_printed_panel_sql_runs_in_psql_as_the_reader(serving, reader):
+    """`python -m lakehouse.dashboard | make psql` (docs/operations.md) runs every panel."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "lakehouse.dashboard", "--minutes", "60"],
+                         capture_output=True, text=True, check=True).stdout
+    statements = [s for s in out.split(";\n") if s.strip()]
+    assert len(statements) == len(panel_queries(DASHBOARD))
+    env = {"PGPASSWORD": serving.pg_reader_password.get_secret_value(), "PATH": "/usr/bin:/bin"}
+    dsn = f"host={serving.pg_host} port={serving.pg_port} dbname={serving.pg_database} user={serving.pg_reader_user}"
+    res = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-q", dsn], input=out, env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "(0 rows)" not in res.stdout  # every panel has data
