@@ -6,7 +6,8 @@ columns into the bronze columns plus a `reason` that is NULL for a valid event
 and names the first rule the message breaks otherwise. Raw landing splits the
 result with `split_bronze`; fast aggregation keeps the valid rows with
 `valid_events`. JSON is parsed with `try_parse_json` (VARIANT), so a field's
-JSON type is checked exactly: "5" is not a user_id, 5.0 is not either.
+JSON type is checked exactly: "5" is not a user_id, 5.0 is not either. An
+absent field is `missing_field`; a JSON null is `wrong_type` (null is a type).
 
 Reasons are `<code>` or `<code>:<field>`, the codes being the REASON_* names.
 """
@@ -73,7 +74,7 @@ def _rules(value: Column, text: Column, doc: Column, ts: Column, ingest_ts: Colu
     ]
     for name in EVENT_FIELDS:
         kind = F.schema_of_variant(field(name))
-        rules.append((kind.isNull() | (kind == "VOID"), F.lit(f"{REASON_MISSING_FIELD}:{name}")))
+        rules.append((kind.isNull(), F.lit(f"{REASON_MISSING_FIELD}:{name}")))
     for name, expected in FIELD_TYPES.items():
         rules.append((F.schema_of_variant(field(name)) != expected, F.lit(f"{REASON_WRONG_TYPE}:{name}")))
     rules += [

@@ -41,7 +41,7 @@ CASES = [
     (b'{"event_id": "abc", ', "invalid_json"),
     (b"[1, 2]", "not_an_object"),
     (event(user_id=DROP), "missing_field:user_id"),
-    (event(page=None), "missing_field:page"),
+    (event(page=None), "wrong_type:page"),
     (event(user_id="5"), "wrong_type:user_id"),
     (event(user_id=5.0), "wrong_type:user_id"),
     (event(event_type=3), "wrong_type:event_type"),

@@ -1,0 +1,117 @@
+"""Per-micro-batch progress of the streaming queries into ops.stream_progress.
+
+A StreamingQueryListener receives Spark's progress report after every trigger
+and upserts one row per (query, batch id): input rows, rows/s, duration, end
+offsets and the lag. Lag = records on the broker not yet in a finished batch:
+sum over partitions of (high watermark - end offset), the high watermark being
+what the Kafka source measured when it planned the batch (its
+`reportLatestOffset`, a Fetch-based high watermark that is right on Tansu too).
+
+Progress is monitoring, not data: if PostgreSQL is away the row is logged and
+dropped, and the stream is never held up by it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+
+import psycopg2
+from pyspark.sql.streaming import StreamingQueryListener
+
+log = logging.getLogger(__name__)
+
+UPSERT = """
+INSERT INTO ops.stream_progress
+    (query_name, batch_id, input_rows, rows_per_second, duration_ms, end_offsets, lag, recorded_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+ON CONFLICT (query_name, batch_id) DO UPDATE SET
+    input_rows = EXCLUDED.input_rows, rows_per_second = EXCLUDED.rows_per_second,
+    duration_ms = EXCLUDED.duration_ms, end_offsets = EXCLUDED.end_offsets,
+    lag = EXCLUDED.lag, recorded_at = now()
+WHERE EXCLUDED.input_rows > 0 OR ops.stream_progress.input_rows = 0
+"""
+
+
+def _offsets(value) -> dict:
+    """A source offset as Spark reports it (JSON text or dict) -> {topic: {partition: offset}}."""
+    if value is None:
+        return {}
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+def lag(end: dict, latest: dict) -> int | None:
+    """Records between the end offsets and the high watermarks, all partitions."""
+    if not latest:
+        return None
+    total = 0
+    for topic, parts in latest.items():
+        done = end.get(topic, {})
+        for p, high in parts.items():
+            total += max(0, int(high) - int(done.get(p, 0)))
+    return total
+
+
+def progress_row(progress: dict) -> tuple | None:
+    """Spark's progress JSON (as a dict) -> a row of ops.stream_progress,
+    or None for a progress without a source."""
+    sources = progress.get("sources") or []
+    if not progress.get("name"):
+        return None
+    end, latest = {}, {}
+    for s in sources:
+        end.update(_offsets(s.get("endOffset")))
+        latest.update(_offsets(s.get("latestOffset")))
+    rate = progress.get("processedRowsPerSecond")
+    return (
+        progress["name"],
+        int(progress["batchId"]),
+        int(progress.get("numInputRows") or 0),
+        float(rate) if rate is not None and rate == rate else None,
+        int((progress.get("durationMs") or {}).get("triggerExecution", 0)),
+        json.dumps(end),
+        lag(end, latest),
+    )
+
+
+class ProgressRecorder(StreamingQueryListener):
+    """Writes the progress of the named queries to ops.stream_progress."""
+
+    def __init__(self, dsn: str, query_names: Iterable[str]) -> None:
+        self.dsn = dsn
+        self.names = set(query_names)
+        self._conn = None
+
+    def onQueryStarted(self, event) -> None:
+        pass
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        pass
+
+    def onQueryProgress(self, event) -> None:
+        try:
+            row = progress_row(json.loads(event.progress.json))
+            if row is None or row[0] not in self.names:
+                return
+            self._write(row)
+        except Exception as exc:  # never let monitoring break the stream
+            log.warning("progress not recorded: %s", exc)
+            self._close()
+
+    def _write(self, row: tuple) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(self.dsn, connect_timeout=3)
+        with self._conn, self._conn.cursor() as cur:
+            cur.execute(UPSERT, row)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None

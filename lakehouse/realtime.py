@@ -1,0 +1,134 @@
+"""Realtime minute aggregates: the streaming transform and the PostgreSQL upsert.
+
+Metric definitions (one-minute event-time tumbling windows, UTC, counting each
+event_id once):
+    realtime.events_per_minute    events per window and event_type
+    realtime.logins_per_source    login events per window and source
+    realtime.purchases_per_minute purchase events per window
+A row exists for each key with at least one event (no zero rows).
+
+The stream keeps ONE aggregation: per window, a count for every event type
+and every login source (the contract's value sets are fixed). Each updated
+window therefore carries its full counts, so every micro-batch can upsert all
+three tables by primary key, in one transaction: a replayed batch rewrites the
+same values. Events older than the watermark are dropped here (they still
+reach bronze, silver and gold); a resent event_id is dropped while its event
+time is within the watermark, and after that it is late anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import psycopg2
+from psycopg2.extras import execute_values
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from lakehouse.contract import EVENT_TYPES, SOURCES
+
+log = logging.getLogger(__name__)
+
+WINDOW = "1 minute"
+
+
+def _type_col(event_type: str) -> str:
+    return f"n_{event_type}"
+
+
+def _login_col(source: str) -> str:
+    return f"logins_{source}"
+
+
+def window_counts(events: DataFrame, watermark_minutes: float) -> DataFrame:
+    """Valid events (event_id, event_type, source, event_ts) -> one row per
+    one-minute window: window_start and a count column per event type and per
+    login source. Streaming: use output mode "update"."""
+    deduped = (
+        events.withWatermark("event_ts", f"{int(watermark_minutes * 60)} seconds")
+        .dropDuplicatesWithinWatermark(["event_id"])
+    )
+    counts = [F.count_if(F.col("event_type") == t).alias(_type_col(t)) for t in EVENT_TYPES]
+    counts += [
+        F.count_if((F.col("event_type") == "login") & (F.col("source") == s)).alias(_login_col(s))
+        for s in SOURCES
+    ]
+    return (
+        deduped.groupBy(F.window("event_ts", WINDOW).alias("w"))
+        .agg(*counts)
+        .select(F.col("w.start").alias("window_start"), *[F.col(c) for c in _count_columns()])
+    )
+
+
+def _count_columns() -> list[str]:
+    return [_type_col(t) for t in EVENT_TYPES] + [_login_col(s) for s in SOURCES]
+
+
+def table_rows(windows: Iterable[Mapping]) -> dict[str, list[tuple]]:
+    """Rows of `window_counts` -> the rows of each realtime table (zero counts left out)."""
+    out: dict[str, list[tuple]] = {"events_per_minute": [], "logins_per_source": [], "purchases_per_minute": []}
+    for w in windows:
+        start: datetime = w["window_start"]
+        for t in EVENT_TYPES:
+            if w[_type_col(t)]:
+                out["events_per_minute"].append((start, t, int(w[_type_col(t)])))
+        for s in SOURCES:
+            if w[_login_col(s)]:
+                out["logins_per_source"].append((start, s, int(w[_login_col(s)])))
+        if w[_type_col("purchase")]:
+            out["purchases_per_minute"].append((start, int(w[_type_col("purchase")])))
+    return out
+
+
+UPSERTS = {
+    "events_per_minute": (
+        "INSERT INTO realtime.events_per_minute (window_start, event_type, event_count) VALUES %s "
+        "ON CONFLICT (window_start, event_type) DO UPDATE "
+        "SET event_count = EXCLUDED.event_count, updated_at = now()"
+    ),
+    "logins_per_source": (
+        "INSERT INTO realtime.logins_per_source (window_start, source, login_count) VALUES %s "
+        "ON CONFLICT (window_start, source) DO UPDATE "
+        "SET login_count = EXCLUDED.login_count, updated_at = now()"
+    ),
+    "purchases_per_minute": (
+        "INSERT INTO realtime.purchases_per_minute (window_start, purchase_count) VALUES %s "
+        "ON CONFLICT (window_start) DO UPDATE "
+        "SET purchase_count = EXCLUDED.purchase_count, updated_at = now()"
+    ),
+}
+
+
+def upsert(conn, rows: Mapping[str, list[tuple]]) -> None:
+    """Upsert every table's rows in ONE transaction (all or nothing)."""
+    with conn:  # commits, or rolls back on error
+        with conn.cursor() as cur:
+            for table, sql in UPSERTS.items():
+                if rows.get(table):
+                    execute_values(cur, sql, rows[table], page_size=1000)
+
+
+def upsert_with_retry(dsn: str, rows: Mapping[str, list[tuple]], give_up_after_s: float = 600.0) -> None:
+    """Upsert, retrying with exponential backoff while PostgreSQL is away.
+    The micro-batch does not finish until its rows are committed; after
+    `give_up_after_s` the error propagates, the query fails, and the process
+    manager restarts it from its checkpoint (the batch is replayed)."""
+
+    @retry(
+        retry=retry_if_exception_type((psycopg2.OperationalError, psycopg2.InterfaceError)),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        stop=stop_after_delay(give_up_after_s),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+    def attempt() -> None:
+        conn = psycopg2.connect(dsn, connect_timeout=5)
+        try:
+            upsert(conn, rows)
+        finally:
+            conn.close()
+
+    attempt()

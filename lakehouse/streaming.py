@@ -1,0 +1,88 @@
+"""What both streaming queries share: the Kafka source, the checkpoint's
+query id, and a graceful stop on SIGINT/SIGTERM.
+
+Graceful stop: the signal handler only sets a flag. The main thread then waits
+until no trigger is running and stops the query between micro-batches, so no
+batch is cut in half. A batch that starts after the flag is set raises
+`StopRequested` before writing anything: Spark does not commit it, and the
+next run replays it. (Exactly once does not depend on this: Delta commits are
+keyed by batch id and the realtime upserts are idempotent; a graceful stop
+just avoids the replay.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from lakehouse.kafka_source import register
+from lakehouse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class StopRequested(RuntimeError):
+    """Raised by a micro-batch that began after a stop was requested."""
+
+
+def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The events topic as a streaming DataFrame (lakehouse.kafka_source)."""
+    register(spark)
+    return (
+        spark.readStream.format("lakehouse_kafka")
+        .option("bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("subscribe", settings.kafka_topic)
+        .option("startingOffsets", settings.stream_starting_offsets)
+        .option("maxOffsetsPerTrigger", str(settings.stream_max_records_per_batch))
+        .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
+        .load()
+    )
+
+
+def checkpoint_query_id(checkpoint: str | Path) -> str:
+    """The query id Spark keeps in the checkpoint (stable across restarts of
+    that checkpoint; a new checkpoint gets a new id)."""
+    return json.loads((Path(checkpoint) / "metadata").read_text().splitlines()[0])["id"]
+
+
+class GracefulStop:
+    """Installs SIGINT/SIGTERM handlers that request a stop between batches."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    def install(self) -> GracefulStop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        log.warning("signal %s: stopping after the current micro-batch", signum)
+        self.requested.set()
+
+    def check(self) -> None:
+        """Call at the start of a micro-batch, before any write."""
+        if self.requested.is_set():
+            raise StopRequested("stop requested; this batch will be replayed by the next run")
+
+    def run(self, query: StreamingQuery, max_wait_s: float = 120.0) -> None:
+        """Block until the query ends or a stop is requested; then stop it
+        between batches. Re-raises a query failure that was not our stop."""
+        while query.isActive and not self.requested.is_set():
+            self.requested.wait(0.5)
+        if query.isActive:
+            deadline = time.monotonic() + max_wait_s
+            while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            query.stop()
+        exc = query.exception()
+        if exc is not None and StopRequested.__name__ not in str(exc):
+            raise exc
+        log.info("query %s stopped", query.name)

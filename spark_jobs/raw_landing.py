@@ -1,0 +1,107 @@
+"""Raw landing: Kafka -> validation -> Delta bronze/events + bronze/quarantine.
+
+Exactly once per Kafka record: each micro-batch is appended to each table
+under a Delta application transaction (app id = query name, table and the
+checkpoint's query id; version = batch id), so a batch replayed after a crash
+is skipped by the table that already has it (lakehouse.delta_io).
+
+    python -m spark_jobs.raw_landing        # settings from the environment / .env
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from lakehouse import delta_io
+from lakehouse.contract import (
+    BRONZE_EVENTS_PARTITION,
+    BRONZE_EVENTS_SCHEMA,
+    BRONZE_QUARANTINE_PARTITION,
+    BRONZE_QUARANTINE_SCHEMA,
+)
+from lakehouse.progress import ProgressRecorder
+from lakehouse.settings import Settings, get_settings
+from lakehouse.spark import spark_session
+from lakehouse.streaming import GracefulStop, checkpoint_query_id, kafka_stream
+from lakehouse.validation import parse_messages, split_bronze
+
+QUERY_NAME = "raw-landing"
+log = logging.getLogger(__name__)
+
+
+def extract(spark: SparkSession, settings: Settings) -> DataFrame:
+    return kafka_stream(spark, settings)
+
+
+def transform(batch: DataFrame, ingest_ts: datetime) -> tuple[pa.Table, pa.Table]:
+    """One micro-batch of Kafka rows -> (bronze events, quarantine rows) in Arrow."""
+    return split_bronze(parse_messages(batch, F.lit(ingest_ts)).toArrow())
+
+
+def load(settings: Settings, events: pa.Table, quarantine: pa.Table, app_prefix: str, batch_id: int) -> None:
+    """Append both tables, each idempotently under its own app id."""
+    delta_io.append_batch(
+        settings.table_path("bronze", "events"), events,
+        schema=BRONZE_EVENTS_SCHEMA, partition_by=BRONZE_EVENTS_PARTITION,
+        app_id=f"{app_prefix}:bronze/events", batch_id=batch_id,
+    )
+    delta_io.append_batch(
+        settings.table_path("bronze", "quarantine"), quarantine,
+        schema=BRONZE_QUARANTINE_SCHEMA, partition_by=BRONZE_QUARANTINE_PARTITION,
+        app_id=f"{app_prefix}:bronze/quarantine", batch_id=batch_id,
+    )
+
+
+def checkpoint(settings: Settings) -> str:
+    return str(settings.checkpoint_dir / "raw_landing")
+
+
+def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = None) -> StreamingQuery:
+    """Start the query (tables created first, so readers find them at once)."""
+    delta_io.ensure_table(settings.table_path("bronze", "events"), BRONZE_EVENTS_SCHEMA, BRONZE_EVENTS_PARTITION)
+    delta_io.ensure_table(
+        settings.table_path("bronze", "quarantine"), BRONZE_QUARANTINE_SCHEMA, BRONZE_QUARANTINE_PARTITION
+    )
+    ckpt = checkpoint(settings)
+    prefix: dict[str, str] = {}
+
+    def land(batch: DataFrame, batch_id: int) -> None:
+        if stop is not None:
+            stop.check()
+        if "app" not in prefix:  # Spark has written the checkpoint metadata by now
+            prefix["app"] = f"{QUERY_NAME}:{checkpoint_query_id(ckpt)}"
+        events, quarantine = transform(batch, datetime.now(timezone.utc))
+        load(settings, events, quarantine, prefix["app"], batch_id)
+
+    return (
+        extract(spark, settings)
+        .writeStream.queryName(QUERY_NAME)
+        .foreachBatch(land)
+        .option("checkpointLocation", ckpt)
+        .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
+        .start()
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    stop = GracefulStop().install()
+    spark = spark_session(settings, QUERY_NAME)
+    spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), [QUERY_NAME]))
+    query = start(spark, settings, stop)
+    log.info("%s started: topic %s -> %s", QUERY_NAME, settings.kafka_topic, settings.table_path("bronze", "events"))
+    try:
+        stop.run(query)
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Helpers for the streaming tests: a unique topic and run dir per test,
+produced messages with their expected outcome, and readers of the results."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg2
+from deltalake import DeltaTable
+
+from lakehouse.platform import broker
+from lakehouse.settings import REPO_ROOT, Settings
+from producer.generator import EventGenerator, GeneratorConfig, Message
+from producer.sender import produce
+
+#: Simulated event rate of the test streams: 3,000 messages span 5 minutes of
+#: event time, so the 2-minute watermark closes windows; a micro-batch of at
+#: most 200 records spans 20 s, far less than the 1-minute margin between
+#: the watermark and the earliest "late" event (3 minutes late).
+SIM_EVENTS_PER_SECOND = 10.0
+BATCH_RECORDS = 200
+
+MALFORMED_CODE = {  # generator's label -> validation reason code
+    "not_json": "invalid_json",
+    "undecodable": "undecodable",
+    "missing_field": "missing_field",
+    "wrong_type": "wrong_type",
+    "unknown_event_type": "unknown_event_type",
+    "absurd_timestamp": "absurd_timestamp",
+    "oversize": "oversize",
+}
+
+
+def stream_settings(base: Settings, tmp_path: Path, **overrides) -> Settings:
+    """`base` (a running stack) with a fresh topic, data dir and checkpoints."""
+    topic = f"events-{uuid.uuid4().hex[:8]}"
+    values = dict(
+        kafka_topic=topic,
+        lakehouse_run_dir=tmp_path / "run",
+        lakehouse_data_dir=tmp_path / "run" / "lakehouse",
+        stream_trigger_seconds=0.5,
+        stream_max_records_per_batch=BATCH_RECORDS,
+    )
+    values.update(overrides)
+    settings = base.model_copy(update=values)
+    (tmp_path / "run").mkdir(parents=True, exist_ok=True)
+    broker.ensure_topic(settings)
+    return settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment for a job subprocess that makes it see exactly `settings`."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[name.upper()] = str(value)
+    env["PYSPARK_PYTHON"] = sys.executable
+    return env
+
+
+def start_job(module: str, settings: Settings, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", module], cwd=REPO_ROOT, env=settings_env(settings),
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def messages(n: int, start: datetime, seed: int = 7) -> list[Message]:
+    """`start` must differ by hours between tests: they share the realtime tables."""
+    config = GeneratorConfig(
+        seed=seed, start=start, events_per_second=SIM_EVENTS_PER_SECOND,
+        duplicate_fraction=0.03, late_fraction=0.02, malformed_fraction=0.01, oversize_share=0.1,
+    )
+    return EventGenerator(config).messages(n)
+
+
+def warmup_split(msgs: list[Message]) -> int:
+    """Index of the first late message: sending the messages before it first,
+    as a batch of their own, starts the watermark before any late event."""
+    first_late = next(i for i, m in enumerate(msgs) if m.kind == "late")
+    assert first_late >= 5, "the generator put a late event at the very start; pick another seed"
+    return min(first_late, 50)
+
+
+def send(msgs: list[Message], settings: Settings, rate: float | None = None) -> None:
+    stats = produce(msgs, settings, rate=rate)
+    assert stats.failed == 0 and stats.sent == len(msgs), stats.errors
+
+
+def well_formed(msgs: list[Message]) -> list[Message]:
+    return [m for m in msgs if m.kind != "malformed"]
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def minute(ts: datetime) -> datetime:
+    return ts.replace(second=0, microsecond=0)
+
+
+def expected_realtime(msgs: list[Message]) -> dict[str, Counter]:
+    """Counts per window and key, computed from what was produced: each
+    event_id once, late events (behind the watermark) left out."""
+    events = {m.event["event_id"]: m.event for m in msgs if m.kind == "valid"}
+    out = {"events_per_minute": Counter(), "logins_per_source": Counter(), "purchases_per_minute": Counter()}
+    for e in events.values():
+        w = minute(parse_ts(e["timestamp"]))
+        out["events_per_minute"][(w, e["event_type"])] += 1
+        if e["event_type"] == "login":
+            out["logins_per_source"][(w, e["source"])] += 1
+        if e["event_type"] == "purchase":
+            out["purchases_per_minute"][(w,)] += 1
+    return out
+
+
+def realtime_rows(settings: Settings) -> dict[str, Counter]:
+    queries = {
+        "events_per_minute": "SELECT window_start, event_type, event_count FROM realtime.events_per_minute",
+        "logins_per_source": "SELECT window_start, source, login_count FROM realtime.logins_per_source",
+        "purchases_per_minute": "SELECT window_start, purchase_count FROM realtime.purchases_per_minute",
+    }
+    out = {}
+    with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
+        cur.execute("SET TIME ZONE 'UTC'")
+        for table, sql in queries.items():
+            cur.execute(sql)
+            out[table] = Counter({tuple(r[:-1]): r[-1] for r in cur.fetchall()})
+    conn.close()
+    return out
+
+
+def closed(counts: dict[str, Counter], watermark: datetime, since: datetime) -> dict[str, dict]:
+    """Only the windows in [since, watermark): those the watermark has closed."""
+    return {
+        t: {k: v for k, v in c.items() if k[0] >= since and k[0] + timedelta(minutes=1) <= watermark}
+        for t, c in counts.items()
+    }
+
+
+def delta_rows(settings: Settings, name: str) -> list[dict]:
+    path = settings.table_path("bronze", name)
+    try:
+        return DeltaTable(path).to_pyarrow_table().to_pylist()
+    except Exception:  # not created yet
+        return []
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

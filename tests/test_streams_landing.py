@@ -1,0 +1,125 @@
+"""Both streaming queries end to end: real broker, Spark local[2], Delta, PostgreSQL.
+
+Known duplicates, late and malformed messages go in; bronze must hold exactly
+the well-formed Kafka records, quarantine exactly the malformed ones (with
+their reasons), and realtime exactly the counts computed here from what was
+produced, for every window the watermark has closed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime, timezone
+
+import psycopg2
+import pytest
+
+from lakehouse.progress import ProgressRecorder
+from lakehouse.spark import spark_session
+from lakehouse.validation import reason_code
+from spark_jobs import fast_aggregation, raw_landing
+from tests.streams_helpers import (
+    MALFORMED_CODE,
+    closed,
+    delta_rows,
+    expected_realtime,
+    messages,
+    realtime_rows,
+    send,
+    stream_settings,
+    wait_for,
+    warmup_split,
+    well_formed,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+N = 3000
+START = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+
+
+def consumed(query) -> int:
+    """Records the query has finished, from its last progress (fresh topic: offsets from 0)."""
+    p = query.lastProgress
+    if not p or not p["sources"]:
+        return 0
+    end = p["sources"][0]["endOffset"]
+    end = json.loads(end) if isinstance(end, str) else end
+    return sum(int(o) for parts in end.values() for o in parts.values())
+
+
+@pytest.fixture(scope="module")
+def run(core_stack, tmp_path_factory):
+    """Produce N messages through both queries, running in one Spark session."""
+    settings = stream_settings(core_stack, tmp_path_factory.mktemp("streams"))
+    spark = spark_session(settings, "test-streams")
+    spark.streams.addListener(
+        ProgressRecorder(settings.pg_dsn("writer"), [raw_landing.QUERY_NAME, fast_aggregation.QUERY_NAME])
+    )
+    msgs = messages(N, START)
+    k = warmup_split(msgs)
+    queries = [raw_landing.start(spark, settings), fast_aggregation.start(spark, settings)]
+    try:
+        send(msgs[:k], settings)
+        wait_for(lambda: all(consumed(q) >= k for q in queries), 180, "the warm-up batch")
+        send(msgs[k:], settings)
+        wait_for(lambda: all(consumed(q) >= N for q in queries), 300, "all records consumed")
+        watermark = fast_aggregation_watermark(queries[1])
+        yield settings, msgs, watermark
+    finally:
+        for q in queries:
+            q.stop()
+        spark.stop()
+
+
+def fast_aggregation_watermark(query) -> datetime:
+    wm = query.lastProgress["eventTime"]["watermark"]
+    return datetime.fromisoformat(wm.replace("Z", "+00:00"))
+
+
+def test_bronze_holds_every_well_formed_record_once(run):
+    settings, msgs, _ = run
+    rows = delta_rows(settings, "events")
+    keys = [(r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(well_formed(msgs))
+    assert Counter(r["event_id"] for r in rows) == Counter(m.event["event_id"] for m in well_formed(msgs))
+    assert Counter(r["raw_payload"] for r in rows) == Counter(m.value.decode() for m in well_formed(msgs))
+    kinds = Counter(m.kind for m in msgs)
+    assert kinds["duplicate"] > 0 and kinds["late"] > 0  # the test exercises both
+    assert {r["kafka_topic"] for r in rows} == {settings.kafka_topic}
+    assert all(r["event_date"] == r["event_ts"].date() for r in rows)
+
+
+def test_quarantine_holds_exactly_the_malformed_with_reasons(run):
+    settings, msgs, _ = run
+    rows = delta_rows(settings, "quarantine")
+    bad = [m for m in msgs if m.kind == "malformed"]
+    assert len(rows) == len(bad) > 0
+    got = Counter((r["raw_value"], reason_code(r["reason"])) for r in rows)
+    assert got == Counter((m.value, MALFORMED_CODE[m.reason_hint]) for m in bad)
+    assert "oversize" in {m.reason_hint for m in bad}
+
+
+def test_realtime_counts_equal_independent_counts_for_closed_windows(run):
+    settings, msgs, watermark = run
+    want = closed(expected_realtime(msgs), watermark, START)
+    got = closed(realtime_rows(settings), watermark, START)
+    assert len(want["events_per_minute"]) >= 8  # at least two closed minutes, 4 event types
+    assert got == want
+
+
+def test_progress_rows_for_both_queries(run):
+    settings, _, _ = run
+    with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT query_name, sum(input_rows), max(batch_id), min(lag) FROM ops.stream_progress "
+            "WHERE end_offsets ? %s GROUP BY query_name", (settings.kafka_topic,)
+        )
+        got = {r[0]: r[1:] for r in cur.fetchall()}
+    conn.close()
+    assert set(got) == {"raw-landing", "fast-aggregation"}
+    for name, (rows, max_batch, min_lag) in got.items():
+        assert rows == N, name
+        assert max_batch >= N // 200 - 1
+        assert min_lag == 0
