@@ -24,6 +24,10 @@ class Service:
     user: str | None = None
     stopsignal: str = "TERM"
     stopwaitsecs: int = 30
+    #: False: the stop signal goes to the program only (a Spark driver then
+    #: finishes its micro-batch; its JVM and workers would die of a group
+    #: signal mid-batch). The final SIGKILL still goes to the whole group.
+    stopasgroup: bool = True
     startsecs: int = 3
     priority: int = 50
     extra: dict[str, str] = field(default_factory=dict)
@@ -67,6 +71,13 @@ def services(settings: Settings) -> list[Service]:
     ]
     if settings.producer_enabled:
         out.append(Service("producer", "pipeline", _launch("producer", settings), stopwaitsecs=30, priority=30))
+    if settings.streams_enabled:
+        # SIGINT to the driver only: it stops between micro-batches (the JVM ignores SIGINT)
+        out += [
+            Service(name, "pipeline", _launch(name, settings), stopsignal="INT", stopasgroup=False,
+                    stopwaitsecs=90, startsecs=10, priority=31)
+            for name in ("raw-landing", "fast-aggregation")
+        ]
     if grafana_binary(settings):
         out.append(Service("grafana", "grafana", _launch("grafana", settings),
                            port=settings.grafana_port, port_setting="GRAFANA_PORT", priority=40))
@@ -105,7 +116,7 @@ def render_supervisor_conf(settings: Settings, svcs: list[Service]) -> str:
             f"startsecs={s.startsecs}",
             f"stopsignal={s.stopsignal}",
             f"stopwaitsecs={s.stopwaitsecs}",
-            "stopasgroup=true",
+            f"stopasgroup={str(s.stopasgroup).lower()}",
             "killasgroup=true",
             f"priority={s.priority}",
             f"stdout_logfile={logs / (s.name + '.log')}",
