@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -159,6 +160,20 @@ def test_dockerfile_builds_from_the_lock_with_java_17():
     assert {".env", ".venv", ".run", ".git"} <= set(ignore)
 
 
+def test_stream_health_checks_name_the_streams_query():
+    """The health check looks up the stream's Spark query name in ops.stream_progress."""
+    for name in ("raw-landing", "fast-aggregation"):
+        svc = SERVICES[name]
+        module = _python_module(svc["command"])[0]
+        origin = _module_file(module)
+        assert origin, f"{module} does not exist"
+        source = Path(origin).read_text()
+        declared = re.search(r'^QUERY_NAME\s*=\s*"([^"]+)"', source, flags=re.M)
+        assert declared, f"{module} declares no QUERY_NAME"
+        test = svc["healthcheck"]["test"]
+        assert test[test.index("--query") + 1] == declared.group(1)
+
+
 def test_compose_cli_rejects_unknown_services():
     res = CliRunner().invoke(compose.app, ["health", "nope"])
     assert res.exit_code != 0
@@ -202,3 +217,19 @@ def test_docker_init_script_creates_roles_databases_and_schema(core_stack):
     finally:
         r.close()
     psycopg2.connect(s.pg_dsn("airflow")).close()  # Airflow's role logs into its own database
+
+
+@pytest.mark.integration
+def test_stream_health_reads_recent_progress(core_stack, pg):
+    name = f"health-{uuid.uuid4().hex[:8]}"
+    fresh, stale, never = f"{name}-fresh", f"{name}-stale", f"{name}-never"
+    with pg, pg.cursor() as cur:
+        cur.execute(
+            "INSERT INTO ops.stream_progress (query_name, batch_id, input_rows, recorded_at) "
+            "VALUES (%s, 0, 10, now() - interval '1 hour'), (%s, 1, 10, now() - interval '5 seconds')",
+            (stale, fresh),
+        )
+    reader_dsn = core_stack.pg_dsn("reader")
+    assert compose.stream_is_fresh(reader_dsn, fresh, 60)
+    assert not compose.stream_is_fresh(reader_dsn, stale, 60)  # last batch an hour ago
+    assert not compose.stream_is_fresh(reader_dsn, never, 60)

@@ -125,7 +125,7 @@ DAU = {GOLD_DAYS[0]: 90, GOLD_DAYS[1]: 100, GOLD_DAYS[2]: 120}
 PURCHASERS = {GOLD_DAYS[0]: 9, GOLD_DAYS[1]: 12, GOLD_DAYS[2]: 18}
 PURCHASES = {d: n * 2 for d, n in PURCHASERS.items()}
 EVENTS_PER_SOURCE = {d: {s: 300 * (i + 1) + 10 * k for k, s in enumerate(SOURCES)} for i, d in enumerate(GOLD_DAYS)}
-STREAMS = ("raw_landing", "fast_aggregation")
+STREAMS = ("raw-landing", "fast-aggregation")  # the streams' Spark query names
 
 
 def fill_serving_tables(conn) -> None:
@@ -301,13 +301,13 @@ def test_pipeline_health_panels(reader):
     cols, rows = run_panel(reader, _panel("Streams: latest micro-batch"))
     by_stream = {r[cols.index("stream")]: r for r in rows}
     assert set(by_stream) >= set(STREAMS)
-    assert by_stream["raw_landing"][cols.index("batch_id")] == 11
+    assert by_stream["raw-landing"][cols.index("batch_id")] == 11
     cols, rows = run_panel(reader, _panel("Last DAG run and its data quality"))
     row = dict(zip(cols, rows[0]))
     assert row["run_id"] == "manual__b" and row["data_quality"] == "WARN" and row["critical_failed"] == 0
     cols, rows = run_panel(reader, _panel("Last micro-batch age"))
     ages = {r[cols.index("metric")]: r[cols.index("value")] for r in rows}
-    assert 0 <= float(ages["raw_landing"]) < 600
+    assert 0 <= float(ages["raw-landing"]) < 600
 
 
 @pytest.mark.integration
