@@ -4,6 +4,7 @@ gold and ops tables hold data (integration)."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -232,12 +233,11 @@ def run_panel(conn, query) -> tuple[list[str], list[tuple]]:
 
 
 def plotted_names(panel: dict) -> set[str]:
-    """Columns a panel names in its field overrides (`byName` matchers)."""
-    return {
-        o["matcher"]["options"]
-        for o in panel.get("fieldConfig", {}).get("overrides", [])
-        if o["matcher"]["id"] == "byName"
-    }
+    """Columns a panel names: field overrides (`byName` matchers) and
+    `${__data.fields.<column>}` in display names."""
+    config = panel.get("fieldConfig", {})
+    names = {o["matcher"]["options"] for o in config.get("overrides", []) if o["matcher"]["id"] == "byName"}
+    return names | set(re.findall(r"\$\{__data\.fields\.(\w+)\}", json.dumps(config)))
 
 
 def field_regex(panel: dict) -> str:
