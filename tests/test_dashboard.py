@@ -12,6 +12,8 @@ import psycopg2
 import pytest
 import yaml
 
+from lakehouse.batch import load
+from lakehouse.batch.gold import MODELS
 from lakehouse.contract import EVENT_TYPES, PAGES, SOURCES
 from lakehouse.platform import postgres
 from lakehouse.dashboard import (
@@ -129,10 +131,9 @@ EVENTS_PER_SOURCE = {d: {s: 300 * (i + 1) + 10 * k for k, s in enumerate(SOURCES
 STREAMS = ("raw-landing", "fast-aggregation")  # the streams' Spark query names
 
 
-def fill_serving_tables(conn) -> None:
-    """Realistic rows for every table the dashboard reads, written as the
-    writer role the way the pipeline's loaders write them (upserts keyed like
-    the tables' primary keys)."""
+def fill_realtime_and_progress(conn) -> None:
+    """Speed-layer and stream-progress rows as the streams write them:
+    upserts keyed like the tables' primary keys, as the writer role."""
     minutes = [NOW - timedelta(minutes=m) for m in range(30, 0, -1)]
     with conn, conn.cursor() as cur:
         for i, w in enumerate(minutes):
@@ -153,27 +154,6 @@ def fill_serving_tables(conn) -> None:
                 "ON CONFLICT (window_start) DO UPDATE SET purchase_count = EXCLUDED.purchase_count, updated_at = now()",
                 (w, 3 + i % 4),
             )
-        for d in GOLD_DAYS:
-            cur.execute("DELETE FROM gold.daily_active_users WHERE event_date = %s", (d,))
-            cur.execute("INSERT INTO gold.daily_active_users (event_date, dau_count) VALUES (%s, %s)", (d, DAU[d]))
-            cur.execute("DELETE FROM gold.conversion_rate_daily WHERE event_date = %s", (d,))
-            cur.execute(
-                "INSERT INTO gold.conversion_rate_daily (event_date, conversion_rate, total_purchases, dau_count) "
-                "VALUES (%s, %s, %s, %s)",
-                (d, PURCHASERS[d] / DAU[d], PURCHASES[d], DAU[d]),
-            )
-            cur.execute("DELETE FROM gold.events_per_source_daily WHERE event_date = %s", (d,))
-            for src, n in EVENTS_PER_SOURCE[d].items():
-                cur.execute(
-                    "INSERT INTO gold.events_per_source_daily (event_date, source, event_count) VALUES (%s, %s, %s)",
-                    (d, src, n),
-                )
-            cur.execute("DELETE FROM gold.purchases_per_page_daily WHERE event_date = %s", (d,))
-            for k, page in enumerate(PAGES[:4]):
-                cur.execute(
-                    "INSERT INTO gold.purchases_per_page_daily (event_date, page, purchase_count) VALUES (%s, %s, %s)",
-                    (d, page, PURCHASES[d] // (k + 2)),
-                )
         for q, name in enumerate(STREAMS):
             for b in range(12):
                 cur.execute(
@@ -183,25 +163,40 @@ def fill_serving_tables(conn) -> None:
                     (name, b, 400 + b, 200.0 + b + q, 1800 + 10 * b, '{"user-events": {"0": 100}}', 50 - b - q,
                      NOW - timedelta(seconds=20 * (12 - b))),
                 )
-        for run, d, at in (("scheduled__a", GOLD_DAYS[1], NOW - timedelta(hours=2)),
-                           ("manual__b", GOLD_DAYS[2], NOW - timedelta(minutes=30))):
-            cur.execute(
-                "INSERT INTO ops.batch_runs (run_id, event_date, silver_rows, quarantined, finished_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING",
-                (run, d, 5000, 7, at),
-            )
-            for exp, col, sev, ok in (
-                ("expect_column_values_to_not_be_null", "event_id", "critical", True),
-                ("expect_column_values_to_be_unique", "event_id", "critical", True),
-                ("expect_column_values_to_be_in_set", "event_type", "critical", True),
-                ("expect_column_values_to_be_between", "event_ts", "warning", run == "scheduled__a"),
-            ):
-                cur.execute(
-                    "INSERT INTO ops.data_quality (run_id, event_date, expectation, column_name, severity, success, "
-                    "element_count, unexpected_count, validated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT DO NOTHING",
-                    (run, d, exp, col, sev, ok, 5000, 0 if ok else 3, at - timedelta(minutes=1)),
-                )
+
+
+def gold_rows(d) -> dict[str, list[tuple]]:
+    """The gold tables' rows of one date, in each model's column order."""
+    rows = {
+        "daily_active_users": [{"event_date": d, "dau_count": DAU[d]}],
+        "conversion_rate_daily": [{"event_date": d, "conversion_rate": PURCHASERS[d] / DAU[d],
+                                   "total_purchases": PURCHASES[d], "dau_count": DAU[d]}],
+        "events_per_source_daily": [{"event_date": d, "source": s, "event_count": n}
+                                    for s, n in EVENTS_PER_SOURCE[d].items()],
+        "purchases_per_page_daily": [{"event_date": d, "page": page, "purchase_count": PURCHASES[d] // (k + 2)}
+                                     for k, page in enumerate(PAGES[:4])],
+    }
+    return {name: [tuple(r[c] for c in MODELS[name].SCHEMA.names) for r in table] for name, table in rows.items()}
+
+
+def fill_gold_and_ops(connect) -> None:
+    """Gold and the DAG's ops rows through the DAG's own loader
+    (lakehouse.batch.load, as gold_to_postgres and validate_silver call it):
+    two runs, the later one with a failed warning expectation."""
+    for run, d in (("scheduled__a", GOLD_DAYS[1]), ("manual__b", GOLD_DAYS[2])):
+        outcomes = [
+            ("expect_column_values_to_not_be_null", "event_id", "critical", True),
+            ("expect_column_values_to_be_unique", "event_id", "critical", True),
+            ("expect_column_values_to_be_in_set", "event_type", "critical", True),
+            ("expect_column_values_to_be_between", "event_ts", "warning", run == "scheduled__a"),
+        ]
+        load.record_data_quality(connect, [
+            (run, d, exp, col, sev, ok, 5000, 0 if ok else 3) for exp, col, sev, ok in outcomes
+        ])
+        for day in GOLD_DAYS if run == "scheduled__a" else [d]:
+            for name, rows in gold_rows(day).items():
+                load.load_table(connect, name, list(MODELS[name].SCHEMA.names), rows, day)
+        load.record_batch_run(connect, run, d, 5000, 7)
 
 
 @pytest.fixture(scope="module")
@@ -217,9 +212,10 @@ def serving(core_stack):
 def reader(serving):
     writer = psycopg2.connect(serving.pg_dsn("writer"))
     try:
-        fill_serving_tables(writer)
+        fill_realtime_and_progress(writer)
     finally:
         writer.close()
+    fill_gold_and_ops(lambda: psycopg2.connect(serving.pg_dsn("writer")))
     conn = psycopg2.connect(serving.pg_dsn("reader"))
     conn.set_session(readonly=True, autocommit=True)
     yield conn
