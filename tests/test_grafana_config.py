@@ -12,7 +12,7 @@ import pytest
 
 from lakehouse.platform import grafana, launch, services
 from lakehouse.platform.errors import PlatformError
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 
 
 def fake_grafana(root, name="grafana"):
@@ -90,3 +90,69 @@ def test_missing_homepath_names_the_setting(tmp_path):
         pytest.skip("a packaged Grafana is installed here, so the fallback homepath exists")
     with pytest.raises(PlatformError, match="GRAFANA_HOME"):
         grafana.server_command(s)
+
+
+FAKE_GRAFANA = '''#!{python}
+"""Stands in for a Grafana server: records how it was started, then serves
+/api/health on the ini's address until stopped."""
+import configparser, http.server, json, os, sys
+args = sys.argv[1:]
+ini = configparser.ConfigParser()
+ini.read(args[args.index("--config") + 1])
+state = os.path.dirname(args[args.index("--config") + 1])
+keep = ("GF_", "PG_", "LAKEHOUSE_GRAFANA_DASHBOARDS")
+with open(os.path.join(state, "invocation.json"), "w") as f:
+    json.dump({{"argv": sys.argv, "env": {{k: v for k, v in os.environ.items() if k.startswith(keep)}}}}, f)
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{{"database": "ok"}}')
+
+http.server.HTTPServer((ini["server"]["http_addr"], int(ini["server"]["http_port"])), Health).serve_forever()
+'''
+
+
+@pytest.mark.integration
+def test_make_up_runs_grafana_under_the_process_manager(tmp_path):
+    """The embedded path end to end with a stand-in binary (Grafana itself
+    cannot be installed here): supervisord -> launch -> generated ini and env."""
+    import json
+    import sys
+    import time
+    import urllib.request
+
+    from lakehouse.platform import stack
+
+    home = tmp_path / "grafana-home"
+    exe = fake_grafana(home)
+    exe.write_text(FAKE_GRAFANA.format(python=sys.executable))
+    s = make_settings(tmp_path / "run", grafana_bin=str(exe), grafana_port=free_port())
+    try:
+        result = stack.up(s, groups=("grafana",))
+        assert result.started == ["grafana"]
+        deadline = time.monotonic() + 30
+        invocation = s.run_dir / "grafana" / "invocation.json"
+        while not invocation.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        seen = json.loads(invocation.read_text())
+        assert seen["argv"][1:] == ["server", "--homepath", str(home), "--config", str(s.run_dir / "grafana" / "grafana.ini")]
+        assert seen["env"]["GF_SECURITY_ADMIN_PASSWORD"] == s.grafana_admin_password.get_secret_value()
+        assert seen["env"]["PG_READER_PASSWORD"] == s.pg_reader_password.get_secret_value()
+        assert seen["env"]["PG_PORT"] == str(s.pg_port)
+        assert seen["env"]["LAKEHOUSE_GRAFANA_DASHBOARDS"] == str(grafana.DASHBOARDS_DIR)
+        url = f"http://127.0.0.1:{s.grafana_port}/api/health"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"nothing answered on {url}")
+        assert stack.process_states(s) == {"grafana": "RUNNING"}
+        assert s.pg_reader_password.get_secret_value() not in (s.run_dir / "supervisord.conf").read_text()
+    finally:
+        stack.clean(s)
