@@ -142,6 +142,17 @@ def test_services_have_health_checks_memory_limits_and_named_volumes():
     assert SERVICES["postgres"]["image"].startswith("postgres:15")
 
 
+def test_one_shot_services_are_awaited_by_long_running_ones():
+    """`docker compose up --wait` (make compose-up) exits 0 after a one-shot
+    container exits only when a running service depends on its completion."""
+    for name, svc in SERVICES.items():
+        if svc.get("restart") == "no":
+            adopters = [n for n, other in SERVICES.items()
+                        if other.get("depends_on", {}).get(name, {}).get("condition") == "service_completed_successfully"
+                        and other.get("restart") == "unless-stopped"]
+            assert adopters, f"one-shot {name} is awaited by no long-running service"
+
+
 def test_grafana_gets_what_its_provisioning_reads():
     grafana_env = SERVICES["grafana"]["environment"]
     used = set()
