@@ -1,17 +1,22 @@
 """The Grafana overview dashboard: macro expansion (units), and every panel's
 SQL run as the read-only role against the real PostgreSQL once the realtime,
-gold and ops tables hold data (integration)."""
+gold and ops tables hold data (integration). The tables are filled through the
+pipeline's own writers: lakehouse.realtime (fast aggregation's upsert),
+lakehouse.progress (the streams' progress listener) and lakehouse.batch.load
+(the DAG's gold_to_postgres and quality recording)."""
 
 from __future__ import annotations
 
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import psycopg2
 import pytest
 import yaml
 
+from lakehouse import progress, realtime
 from lakehouse.batch import load
 from lakehouse.batch.gold import MODELS
 from lakehouse.contract import EVENT_TYPES, PAGES, SOURCES
@@ -131,38 +136,38 @@ EVENTS_PER_SOURCE = {d: {s: 300 * (i + 1) + 10 * k for k, s in enumerate(SOURCES
 STREAMS = ("raw-landing", "fast-aggregation")  # the streams' Spark query names
 
 
-def fill_realtime_and_progress(conn) -> None:
-    """Speed-layer and stream-progress rows as the streams write them:
-    upserts keyed like the tables' primary keys, as the writer role."""
-    minutes = [NOW - timedelta(minutes=m) for m in range(30, 0, -1)]
-    with conn, conn.cursor() as cur:
-        for i, w in enumerate(minutes):
-            for k, et in enumerate(EVENT_TYPES):
-                cur.execute(
-                    "INSERT INTO realtime.events_per_minute (window_start, event_type, event_count) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (window_start, event_type) DO UPDATE SET event_count = EXCLUDED.event_count, updated_at = now()",
-                    (w, et, 50 + i + 7 * k),
-                )
-            for k, src in enumerate(SOURCES):
-                cur.execute(
-                    "INSERT INTO realtime.logins_per_source (window_start, source, login_count) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (window_start, source) DO UPDATE SET login_count = EXCLUDED.login_count, updated_at = now()",
-                    (w, src, 5 + k + i % 3),
-                )
-            cur.execute(
-                "INSERT INTO realtime.purchases_per_minute (window_start, purchase_count) VALUES (%s, %s) "
-                "ON CONFLICT (window_start) DO UPDATE SET purchase_count = EXCLUDED.purchase_count, updated_at = now()",
-                (w, 3 + i % 4),
-            )
+def fill_realtime(dsn: str) -> None:
+    """Speed-layer rows through the fast aggregation's own writer
+    (lakehouse.realtime: window counts -> table rows -> one upsert transaction)."""
+    windows = []
+    for i, w in enumerate(NOW - timedelta(minutes=m) for m in range(30, 0, -1)):
+        logins = {src: 5 + k + i % 3 for k, src in enumerate(SOURCES)}
+        counts = {et: 50 + i + 7 * k for k, et in enumerate(EVENT_TYPES)}
+        counts["login"], counts["purchase"] = sum(logins.values()), 3 + i % 4
+        row = {"window_start": w}
+        row.update({realtime._type_col(et): n for et, n in counts.items()})
+        row.update({realtime._login_col(src): n for src, n in logins.items()})
+        windows.append(row)
+    realtime.upsert_with_retry(dsn, realtime.table_rows(windows), give_up_after_s=10)
+
+
+def fill_stream_progress(dsn: str) -> None:
+    """ops.stream_progress through the streams' progress listener, fed Spark's
+    progress reports (the JSON shape StreamingQueryProgress.json has)."""
+    recorder = progress.ProgressRecorder(dsn, STREAMS)
+    try:
         for q, name in enumerate(STREAMS):
             for b in range(12):
-                cur.execute(
-                    "INSERT INTO ops.stream_progress (query_name, batch_id, input_rows, rows_per_second, duration_ms, "
-                    "end_offsets, lag, recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (query_name, batch_id) DO NOTHING",
-                    (name, b, 400 + b, 200.0 + b + q, 1800 + 10 * b, '{"user-events": {"0": 100}}', 50 - b - q,
-                     NOW - timedelta(seconds=20 * (12 - b))),
-                )
+                end = {"user-events": {"0": 1000 * b, "1": 1000 * b, "2": 1000 * b}}
+                latest = {"user-events": {"0": 1000 * b + 20, "1": 1000 * b + 20 + q, "2": 1000 * b + 10 - b}}
+                report = {
+                    "name": name, "batchId": b, "numInputRows": 400 + b,
+                    "processedRowsPerSecond": 200.0 + b + q, "durationMs": {"triggerExecution": 1800 + 10 * b},
+                    "sources": [{"endOffset": json.dumps(end), "latestOffset": json.dumps(latest)}],
+                }
+                recorder.onQueryProgress(SimpleNamespace(progress=SimpleNamespace(json=json.dumps(report))))
+    finally:
+        recorder._close()
 
 
 def gold_rows(d) -> dict[str, list[tuple]]:
@@ -210,11 +215,8 @@ def serving(core_stack):
 
 @pytest.fixture(scope="module")
 def reader(serving):
-    writer = psycopg2.connect(serving.pg_dsn("writer"))
-    try:
-        fill_realtime_and_progress(writer)
-    finally:
-        writer.close()
+    fill_realtime(serving.pg_dsn("writer"))
+    fill_stream_progress(serving.pg_dsn("writer"))
     fill_gold_and_ops(lambda: psycopg2.connect(serving.pg_dsn("writer")))
     conn = psycopg2.connect(serving.pg_dsn("reader"))
     conn.set_session(readonly=True, autocommit=True)
@@ -224,7 +226,7 @@ def reader(serving):
 
 def run_panel(conn, query) -> tuple[list[str], list[tuple]]:
     with conn.cursor() as cur:
-        cur.execute(query.sql(NOW, DASHBOARD))
+        cur.execute(query.sql(datetime.now(timezone.utc), DASHBOARD))  # as Grafana: the range ends now
         return [d.name for d in cur.description], cur.fetchall()
 
 
@@ -298,6 +300,9 @@ def test_pipeline_health_panels(reader):
     by_stream = {r[cols.index("stream")]: r for r in rows}
     assert set(by_stream) >= set(STREAMS)
     assert by_stream["raw-landing"][cols.index("batch_id")] == 11
+    # lag = high watermark - end offset over partitions (the listener computes it): 20 + 20 + 0
+    assert by_stream["raw-landing"][cols.index("lag")] == 40
+    assert by_stream["fast-aggregation"][cols.index("lag")] == 41
     cols, rows = run_panel(reader, _panel("Last DAG run and its data quality"))
     row = dict(zip(cols, rows[0]))
     assert row["run_id"] == "manual__b" and row["data_quality"] == "WARN" and row["critical_failed"] == 0
