@@ -94,13 +94,19 @@ def earliest_record_order():
 
 def checked_rows(bronze, event_date: date):
     """One date of bronze (BRONZE_EVENTS_SCHEMA columns), de-duplicated, with
-    a `reason` column: "" for a silver row, else the rules it breaks. Pure."""
+    a `reason` column: "" for a silver row, else the rules it breaks (and
+    raw_payload null on silver rows). Pure."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     checks = rule_checks(event_date)
     reason = F.concat_ws(",", *[F.when(checks[name], F.lit(name)) for name in RULES])
     flagged = bronze.select(*BRONZE_EVENTS_SCHEMA.names).withColumn("reason", reason)
+    # Only quarantined rows keep the raw payload: silver does not carry it, so
+    # it is neither shuffled by the de-duplication nor collected for them.
+    flagged = flagged.withColumn(
+        "raw_payload", F.when(F.col("reason") != "", F.col("raw_payload")).cast("string")
+    )
     no_id = flagged.filter(checks["event_id_missing"])
     window = Window.partitionBy("event_id").orderBy(*earliest_record_order())
     first = (

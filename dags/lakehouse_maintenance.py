@@ -1,0 +1,53 @@
+"""
+### lakehouse_maintenance
+
+Daily upkeep of the Delta tables the streams and the batch DAG write:
+
+* **compact** the small files of *closed* date partitions (older than
+  `DELTA_COMPACT_AFTER_DAYS`, default 2: no late event lands there any more),
+  so readers open few large files instead of one file per micro-batch;
+* **vacuum** files unreferenced for longer than `DELTA_VACUUM_RETENTION_HOURS`
+  (default and minimum 168 h = 7 days: time travel and slow readers keep
+  working).
+
+Safe while raw landing appends: delta-rs commits optimistically and the
+compacted partitions are not the ones being appended to. Gold tables are tiny
+(one small file per date) and are left alone. Details: `docs/batch.md`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
+
+
+@dag(
+    dag_id="lakehouse_maintenance",
+    description="Compact closed partitions and vacuum bronze and silver Delta tables",
+    schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
+    start_date=datetime(2026, 11, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "lakehouse", "retries": 2, "retry_delay": timedelta(minutes=1),
+                  "retry_exponential_backoff": True},
+    doc_md=__doc__,
+    tags=["lakehouse", "maintenance"],
+)
+def lakehouse_maintenance():
+    def maintain_layer(layer: str):
+        @task(task_id=f"maintain_{layer}")
+        def maintain():
+            """Compact closed partitions, then vacuum, for every table of the layer."""
+            from lakehouse.batch.maintenance import maintain as run
+            from lakehouse.settings import get_settings
+
+            today = get_current_context()["dag_run"].run_after.date()
+            return run(get_settings(), layer, today)
+
+        return maintain()
+
+    maintain_layer("bronze") >> maintain_layer("silver")
+
+
+lakehouse_maintenance()

@@ -1,0 +1,93 @@
+"""The Great Expectations suite and gate on tiny frames (real GE, no services)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from lakehouse.batch import quality
+
+D = date(2026, 11, 20)
+
+
+def frame(**overrides):
+    data = {
+        "event_id": ["a", "b", "c"],
+        "user_id": [1, 2, 3],
+        "event_type": ["login", "click", "purchase"],
+        "source": ["web", "mobile", "web"],
+        "page": ["/home", "/cart", "/checkout"],
+        "event_ts": pd.to_datetime(
+            ["2026-11-20T00:00:00Z", "2026-11-20T12:00:00Z", "2026-11-20T23:59:59.999999Z"], format="ISO8601"
+        ),
+    }
+    data.update(overrides)
+    return pd.DataFrame(data)
+
+
+def run(df, tmp_path, **kw):
+    return {(o.expectation, o.column): o for o in quality.validate(df, D, "run/1", tmp_path, **kw)}
+
+
+def test_clean_day_passes_and_keeps_results(tmp_path):
+    outcomes = run(frame(), tmp_path)
+    assert all(o.success for o in outcomes.values())
+    assert {o.severity for o in outcomes.values()} == {"critical", "warning"}
+    quality.gate(list(outcomes.values()), D)
+    saved = json.loads((tmp_path / "validations" / "2026-11-20" / "run_1.json").read_text())
+    assert saved["success"] is True
+    assert (tmp_path / "data_docs" / "index.html").exists()
+
+
+def test_critical_failure_names_expectation_and_counts(tmp_path):
+    outcomes = run(frame(event_type=["login", "refund", "refund"], user_id=[1, -2, 3]), tmp_path)
+    with pytest.raises(quality.QualityGateError) as err:
+        quality.gate(list(outcomes.values()), D)
+    msg = str(err.value)
+    assert "expect_column_values_to_be_in_set(event_type): 2 of 3 rows unexpected" in msg
+    assert "expect_column_values_to_be_between(user_id): 1 of 3 rows unexpected" in msg
+    assert "source" not in msg
+
+
+def test_event_time_outside_the_date_is_critical(tmp_path):
+    ts = pd.to_datetime(["2026-11-19T23:59:59Z", "2026-11-20T01:00:00Z", "2026-11-21T00:00:00Z"], format="ISO8601")
+    outcomes = run(frame(event_ts=ts), tmp_path)
+    o = outcomes[("expect_column_values_to_be_between", "event_ts")]
+    assert not o.success and o.unexpected_count == 2 and o.severity == "critical"
+
+
+def test_duplicate_and_null_ids_fail(tmp_path):
+    outcomes = run(frame(event_id=["a", "a", None]), tmp_path)
+    assert outcomes[("expect_column_values_to_be_unique", "event_id")].unexpected_count == 2
+    assert outcomes[("expect_column_values_to_not_be_null", "event_id")].unexpected_count == 1
+
+
+def test_warnings_do_not_block(tmp_path):
+    outcomes = run(frame(page=["/home", "/new-landing", "/cart"]), tmp_path)
+    o = outcomes[("expect_column_values_to_be_in_set", "page")]
+    assert not o.success and o.severity == "warning"
+    quality.gate(list(outcomes.values()), D)  # no raise
+
+
+def test_empty_day_is_a_warning_not_a_failure(tmp_path):
+    empty = frame().iloc[0:0]
+    outcomes = run(empty, tmp_path)
+    assert not outcomes[("expect_table_row_count_to_be_between", "")].success
+    quality.gate(list(outcomes.values()), D)
+
+
+def test_tolerance_lets_a_small_share_through(tmp_path):
+    df = frame(event_type=["login", "refund", "click"])
+    strict = run(df, tmp_path)
+    assert not strict[("expect_column_values_to_be_in_set", "event_type")].success
+    lenient = run(df, tmp_path, max_rejected_fraction=0.5)
+    assert lenient[("expect_column_values_to_be_in_set", "event_type")].success
+
+
+def test_summary_rows_match_ops_table(tmp_path):
+    outcomes = quality.validate(frame(), D, "r", tmp_path)
+    rows = quality.summary_rows(outcomes, "r", D)
+    assert len(rows) == len(outcomes) and all(len(r) == 8 for r in rows)

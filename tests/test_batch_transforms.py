@@ -1,0 +1,156 @@
+"""Pure batch transforms on tiny frames: silver de-duplication and rules,
+the four gold models, the event-date rule and the quality gate's messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date, datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from lakehouse.batch import silver
+from lakehouse.batch.dates import EventDateError, parse_event_date, resolve_event_date
+from lakehouse.batch.delta_io import to_arrow
+from lakehouse.batch.gold import MODELS
+from lakehouse.contract import BRONZE_EVENTS_SCHEMA
+
+D = date(2026, 11, 20)
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]").appName("test_batch_transforms")
+        .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false").getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+def bronze_row(event_id="e1", user_id=1, event_type="click", page="/home", source="web", ts=T0,
+               partition=0, offset=0, kafka_ts=None):
+    kafka_ts = kafka_ts if kafka_ts is not None else ts
+    return {
+        "event_id": event_id, "user_id": user_id, "event_type": event_type, "page": page, "source": source,
+        "event_ts": ts, "event_date": D, "raw_payload": "{}", "kafka_topic": "t", "kafka_partition": partition,
+        "kafka_offset": offset, "kafka_timestamp": kafka_ts, "ingest_ts": ts + timedelta(seconds=1),
+    }
+
+
+def bronze_df(spark, rows):
+    schema = pa.schema([f.with_nullable(True) for f in BRONZE_EVENTS_SCHEMA])
+    return spark.createDataFrame(pa.Table.from_pylist(rows, schema=schema).to_pandas())
+
+
+def run_silver(spark, rows):
+    return silver.split(silver.checked_rows(bronze_df(spark, rows), D).toArrow())
+
+
+def test_dedup_keeps_earliest_kafka_record(spark):
+    rows = [
+        bronze_row(offset=7, partition=1, kafka_ts=T0 + timedelta(seconds=5)),
+        bronze_row(offset=9, partition=0, kafka_ts=T0 + timedelta(seconds=1)),  # earliest timestamp wins
+        bronze_row(offset=3, partition=2, kafka_ts=T0 + timedelta(seconds=1)),
+        bronze_row(event_id="e2", offset=5, partition=1, kafka_ts=T0),
+        bronze_row(event_id="e2", offset=4, partition=1, kafka_ts=T0),  # same time+partition: lower offset
+    ]
+    events, quarantine = run_silver(spark, rows)
+    got = sorted((r["event_id"], r["kafka_partition"], r["kafka_offset"]) for r in events.to_pylist())
+    assert got == [("e1", 0, 9), ("e2", 1, 4)]
+    assert quarantine.num_rows == 0
+    assert events.schema == silver.SILVER_EVENTS_SCHEMA
+
+
+def test_missing_kafka_timestamp_sorts_last(spark):
+    rows = [bronze_row(offset=1, kafka_ts=None), bronze_row(offset=2, kafka_ts=T0)]
+    rows[0]["kafka_timestamp"] = None
+    events, _ = run_silver(spark, rows)
+    assert [r["kafka_offset"] for r in events.to_pylist()] == [2]
+
+
+def test_rule_breaking_rows_are_quarantined_with_every_reason(spark):
+    rows = [
+        bronze_row("ok"),
+        bronze_row("bad-type", event_type="refund"),
+        bronze_row("bad-source", source="tv"),
+        bronze_row("bad-user", user_id=0),
+        bronze_row("bad-page", page=" "),
+        bronze_row("bad-time", ts=datetime(2026, 11, 21, tzinfo=timezone.utc)),
+        bronze_row("multi", user_id=-4, source="tv"),
+        bronze_row(None, offset=1),
+        bronze_row(None, offset=2),  # rows without an id are never merged
+    ]
+    events, quarantine = run_silver(spark, rows)
+    assert [r["event_id"] for r in events.to_pylist()] == ["ok"]
+    reasons = {(r["event_id"], r["reason"]) for r in quarantine.to_pylist()}
+    assert reasons == {
+        ("bad-type", "event_type_unknown"),
+        ("bad-source", "source_unknown"),
+        ("bad-user", "user_id_not_positive"),
+        ("bad-page", "page_missing"),
+        ("bad-time", "event_time_outside_date"),
+        ("multi", "user_id_not_positive,source_unknown"),
+        (None, "event_id_missing"),
+    }
+    assert quarantine.num_rows == 8
+    assert quarantine.schema == silver.SILVER_QUARANTINE_SCHEMA
+
+
+def test_day_bounds_are_half_open(spark):
+    last = datetime(2026, 11, 20, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    first = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    events, quarantine = run_silver(spark, [bronze_row("a", ts=first), bronze_row("b", ts=last)])
+    assert events.num_rows == 2 and quarantine.num_rows == 0
+
+
+def silver_df(spark, rows):
+    events = [dict(bronze_row(**r), event_id=f"id{i}") for i, r in enumerate(rows)]
+    schema = pa.schema([f.with_nullable(True) for f in silver.SILVER_EVENTS_SCHEMA])
+    return spark.createDataFrame(pa.Table.from_pylist(events, schema=schema).to_pandas(), schema=from_arrow_schema(schema))
+
+
+def gold(spark, name, rows):
+    model = MODELS[name]
+    table = to_arrow(model.transform(silver_df(spark, rows)), model.SCHEMA)
+    return sorted(tuple(r.values()) for r in table.to_pylist())
+
+
+DAY = [
+    dict(user_id=1, event_type="login", source="web"),
+    dict(user_id=1, event_type="purchase", page="/cart", source="web"),
+    dict(user_id=1, event_type="purchase", page="/checkout", source="mobile"),
+    dict(user_id=2, event_type="click", source="mobile"),
+    dict(user_id=3, event_type="purchase", page="/cart", source="web"),
+    dict(user_id=4, event_type="logout", source="web"),
+]
+
+
+def test_gold_models(spark):
+    assert gold(spark, "daily_active_users", DAY) == [(D, 4)]
+    assert gold(spark, "conversion_rate_daily", DAY) == [(D, 0.5, 3, 4)]  # users 1 and 3 bought
+    assert gold(spark, "events_per_source_daily", DAY) == [(D, "mobile", 2), (D, "web", 4)]
+    assert gold(spark, "purchases_per_page_daily", DAY) == [(D, "/cart", 2), (D, "/checkout", 1)]
+
+
+def test_gold_of_an_empty_day_has_no_rows(spark):
+    for name in MODELS:
+        assert gold(spark, name, []) == [], name
+
+
+def test_event_date_resolution():
+    start = datetime(2026, 11, 20, 1, 0, tzinfo=timezone.utc)
+    assert resolve_event_date(None, start) == D
+    assert resolve_event_date("", start) == D
+    assert resolve_event_date("2026-11-18", start) == date(2026, 11, 18)
+    assert resolve_event_date(None, None, datetime(2026, 11, 21, 9, tzinfo=timezone.utc)) == D
+    for bad in ("2026-13-01", "20261120", "yesterday", "2026-11-20T00:00", "2026-2-1"):
+        with pytest.raises(EventDateError, match="YYYY-MM-DD"):
+            parse_event_date(bad)
