@@ -226,7 +226,9 @@ def reader(serving):
 
 def run_panel(conn, query) -> tuple[list[str], list[tuple]]:
     with conn.cursor() as cur:
-        cur.execute(query.sql(datetime.now(timezone.utc), DASHBOARD))  # as Grafana: the range ends now
+        # As Grafana: the range ends now, at second precision; +1 s so rows
+        # written within the last second are inside it.
+        cur.execute(query.sql(datetime.now(timezone.utc) + timedelta(seconds=1), DASHBOARD))
         return [d.name for d in cur.description], cur.fetchall()
 
 
