@@ -336,7 +336,9 @@ def test_printed_panel_sql_runs_in_psql_as_the_reader(serving, reader):
     """`python -m lakehouse.dashboard | make psql` (docs/operations.md) runs every panel."""
     import subprocess
     import sys
+    import time
 
+    time.sleep(1.1)  # the printed range ends at the current second; let the fixture's rows fall inside it
     out = subprocess.run([sys.executable, "-m", "lakehouse.dashboard", "--minutes", "60"],
                          capture_output=True, text=True, check=True).stdout
     statements = [s for s in out.split(";\n") if s.strip()]
