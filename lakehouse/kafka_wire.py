@@ -58,7 +58,8 @@ class Records:
 def decode_batches(buf: bytes, out: Records, start: int, end: int) -> int:
     """Append the records with start <= offset < end found in `buf` (the
     records field of a Fetch response) to `out`; return the offset after the
-    last complete batch (a truncated trailing batch is left for the next fetch).
+    last complete batch decoded (a truncated trailing batch is left for the
+    next fetch; batches from `end` on are not decoded).
     Control batches (transaction markers) are skipped."""
     n, pos, nxt = len(buf), 0, start
     mv = memoryview(buf)
@@ -66,7 +67,7 @@ def decode_batches(buf: bytes, out: Records, start: int, end: int) -> int:
     while pos + _HEADER_SIZE <= n:
         base, length, _, magic, _, attrs, last_delta, base_ts, _, _, _, _, count = _HEADER.unpack_from(buf, pos)
         batch_end = pos + 12 + length
-        if batch_end > n:
+        if batch_end > n or base >= end:
             break
         if magic != 2:
             raise ValueError(f"record batch at offset {base} has message format v{magic}; only v2 is supported")
