@@ -53,7 +53,8 @@ def checkpoint_query_id(checkpoint: str | Path) -> str:
 
 
 class GracefulStop:
-    """Installs SIGINT/SIGTERM handlers that request a stop between batches."""
+    """Installs SIGINT/SIGTERM handlers that request a stop between batches.
+    Install after the SparkContext exists: pyspark replaces the SIGINT handler."""
 
     def __init__(self) -> None:
         self.requested = threading.Event()

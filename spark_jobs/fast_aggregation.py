@@ -65,8 +65,8 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    stop = GracefulStop().install()
     spark = spark_session(settings, QUERY_NAME)
+    stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
     spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), [QUERY_NAME]))
     query = start(spark, settings, stop)
     log.info("%s started: topic %s -> realtime", QUERY_NAME, settings.kafka_topic)
