@@ -40,6 +40,14 @@ test-quick: ## Run the suite without the slow end-to-end tests
 	@scripts/bootstrap.sh
 	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+bench: ## Benchmark on an isolated stack (QUICK=1 = bench-quick; BENCH_ARGS="--events-per-day 10000000"); results in bench-results/
+	@scripts/bootstrap.sh
+	@$(PY) -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+bench-quick: ## The benchmark in a few minutes (smaller runs, same measurements)
+	@scripts/bootstrap.sh
+	@$(PY) -m bench --quick $(BENCH_ARGS)
+
 lock: ## Re-resolve requirements.in into requirements.lock
 	@$(VENV)/bin/uv pip compile --python-version 3.11 requirements.in -o requirements.lock
 

@@ -127,7 +127,7 @@ def fmt(value: float | None, unit: str = "") -> str:
 @dataclass(frozen=True)
 class Row:
     """One line of the results table. ``summary`` is None when the measurement
-    did not run; ``note`` then says why."""
+    did not run; ``note`` then says why ("not run: ..." or "failed: ...")."""
 
     section: str
     name: str
@@ -166,7 +166,7 @@ def render_table(rows: Sequence[Row]) -> str:
         label = f"{r.section}: {r.name}"
         target = r.target.text if r.target else ""
         if r.summary is None:
-            lines.append(f"| {label} | — | | | {target} | | not run: {r.note} |")
+            lines.append(f"| {label} | — | | | {target} | | {r.note} |")
             continue
         s = r.summary
         lines.append(

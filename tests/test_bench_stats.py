@@ -78,7 +78,7 @@ def test_target_verdicts_and_table():
     rows = [
         Row("Ingest", "landed rate", "events/s", summarize([21_000, 19_000, 25_000]), at_least),
         Row("Freshness", "p95", "s", summarize([6.0, 7.0, 8.0]), at_most),
-        Row("Batch", "DAG wall time", "s", None, note="DAG not landed"),
+        Row("Batch", "DAG wall time", "s", None, note="not run: DAG not landed"),
     ]
     table = render_table(rows)
     lines = table.strip().splitlines()

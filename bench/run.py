@@ -1,0 +1,291 @@
+"""The benchmark run: one isolated embedded stack, then the phases in order
+(broker ceiling, ingest with memory sampling, freshness, batch), each figure
+over `config.runs` runs. A phase whose component is missing or fails yields
+rows that say "not run: <why>" -- never a made-up number."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import stack_ctl
+from bench.config import BenchConfig
+from bench.stats import Row, Target, ratio, summarize
+
+GB = 1e9
+
+TARGETS = {
+    "landed": Target(">=", 20_000, "≥ 20,000 events/s"),
+    "landed_ratio": Target(">=", 0.6, "≥ 0.6"),
+    "complete": Target("<=", 0, "0"),
+    "p95": Target("<=", 5.0, "≤ 5 s"),
+    "dag": Target("<=", 90.0, "≤ 90 s (1M events)"),
+    "memory": Target("<=", 3.0, "≤ 3 GB"),
+}
+
+
+class NotRun(Exception):
+    """A measurement that cannot run here; the message says why."""
+
+
+def log(msg: str) -> None:
+    print(f"[bench {datetime.now(timezone.utc):%H:%M:%S}] {msg}", flush=True)
+
+
+def _nan_safe(values):
+    return [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+
+
+def _summary(values):
+    values = _nan_safe(values)
+    return summarize(values) if values else None
+
+
+class Bench:
+    def __init__(self, config: BenchConfig, out_dir: Path, keep: bool = False, phases: set[str] | None = None):
+        self.config = config
+        self.out_dir = out_dir
+        self.keep = keep
+        self.phases = phases or {"ceiling", "ingest", "freshness", "batch"}
+        self.rows: list[Row] = []
+        self.details: dict = {}
+        self.ceiling: float | None = None
+        self.settings = None
+        self.run_root = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
+
+    # --- helpers ---------------------------------------------------------------
+    def _failed(self, phase: str, names: list[tuple[str, str, str, Target | None]], exc: BaseException) -> None:
+        why = str(exc) if isinstance(exc, NotRun) else f"failed: {exc.__class__.__name__}: {exc}"
+        why = why.replace("|", "/").replace("\n", " ")[:300]
+        if not isinstance(exc, NotRun):
+            log(f"{phase} failed:\n{traceback.format_exc()}")
+        else:
+            log(f"{phase}: {why}")
+        self.details[phase] = {"not_run": why}
+        for section, name, unit, target in names:
+            self.rows.append(Row(section, name, unit, None, target, why))
+
+    def _require_programs(self, *names: str) -> None:
+        have = stack_ctl.programs(self.settings)
+        missing = [n for n in names if n not in have]
+        if missing:
+            raise NotRun(f"not run: {', '.join(missing)} not registered in lakehouse/platform/services.py")
+        states = stack_ctl.states(self.settings)
+        down = [n for n in names if states.get(n) != "RUNNING"]
+        if down:
+            raise NotRun(f"not run: {', '.join(f'{n} is {states.get(n)}' for n in down)} (see {self.settings.log_dir})")
+
+    # --- phases -------------------------------------------------------------------
+    def run(self) -> dict:
+        started = datetime.now(timezone.utc)
+        self.settings = stack_ctl.bench_settings(self.run_root / "run")
+        log(f"stack: starting core, airflow and pipeline groups in {self.settings.run_dir}")
+        t0 = time.monotonic()
+        try:
+            stack_ctl.start(self.settings)
+            self.details["stack_start_s"] = time.monotonic() - t0
+            log(f"stack: up in {self.details['stack_start_s']:.0f}s; programs {stack_ctl.programs(self.settings)}")
+            if "ceiling" in self.phases:
+                self.phase_ceiling()
+            if "ingest" in self.phases:
+                self.phase_ingest_and_memory()
+            if "freshness" in self.phases:
+                self.phase_freshness()
+            if "batch" in self.phases:
+                self.phase_batch()
+        finally:
+            if self.keep:
+                log(f"stack left running (--keep): {self.settings.run_dir}")
+            else:
+                log("stack: stopping and removing the run directory")
+                try:
+                    from lakehouse.platform import stack
+
+                    stack.clean(self.settings)
+                except Exception as exc:  # noqa: BLE001
+                    log(f"stack clean failed: {exc}")
+                shutil.rmtree(self.run_root, ignore_errors=True)
+        return {"started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
+                "config": self.config.to_dict(), "rows": self.rows, "details": self.details}
+
+    def phase_ceiling(self) -> None:
+        names = [("Broker ceiling", "kafka-python alone → broker", "events/s", None)]
+        try:
+            from bench.ceiling import measure_ceiling, pregenerate
+
+            msgs = pregenerate(self.settings, self.config.ceiling_events)
+            runs = []
+            for i in range(self.config.runs):
+                r = measure_ceiling(self.settings, msgs, f"bench-ceiling-{i}")
+                log(f"ceiling run {i + 1}: {r['events_per_s']:,.0f} events/s ({r['events']:,} in {r['seconds']:.1f}s)")
+                runs.append(r)
+            self.details["ceiling"] = runs
+            s = summarize([r["events_per_s"] for r in runs])
+            self.ceiling = s.median
+            mean_bytes = runs[0]["bytes"] / runs[0]["events"]
+            self.rows.append(Row(*names[0][:3], s, None,
+                                 f"{self.config.ceiling_events:,} producer messages (mean {mean_bytes:.0f} B), pre-generated"))
+        except Exception as exc:  # noqa: BLE001
+            self._failed("ceiling", names, exc)
+
+    def phase_ingest_and_memory(self) -> None:
+        names = [
+            ("Ingest", "producer send rate", "events/s", None),
+            ("Ingest", "landed rate into bronze", "events/s", TARGETS["landed"]),
+            ("Ingest", "landed / broker ceiling", "", TARGETS["landed_ratio"]),
+            ("Ingest", "records missing or duplicated", "", TARGETS["complete"]),
+        ]
+        mem_names = [
+            ("Memory", "stack idle (PSS)", "GB", None),
+            ("Memory", "stack steady under ingest (PSS)", "GB", TARGETS["memory"]),
+            ("Memory", "stack peak under ingest (PSS)", "GB", TARGETS["memory"]),
+            ("Memory", "stack peak under ingest (RSS sum)", "GB", TARGETS["memory"]),
+        ]
+        from bench.memory import MemorySampler
+
+        sampler = None
+        runs: list[dict] = []
+        try:
+            self._require_programs(*stack_ctl.STREAM_PROGRAMS)
+            from bench import ingest
+
+            sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 0.5).start()
+            t_idle = time.time()
+            time.sleep(10 if self.config.quick else 20)
+            self.details["idle_window"] = (t_idle, time.time())
+            ledger = ingest.Ledger()
+            ingest.warm_up(self.settings, ledger, self.config.drain_timeout_s, log)
+            for i in range(self.config.runs):
+                runs.append(ingest.run_once(self.settings, ledger, i, self.config.ingest_seconds,
+                                            self.config.drain_timeout_s, log))
+        except Exception as exc:  # noqa: BLE001
+            if not runs:
+                self._failed("ingest", names, exc)
+            else:
+                log(f"ingest stopped after {len(runs)} runs: {exc!r}")
+                self.details["ingest_error"] = repr(exc)
+        finally:
+            samples = sampler.stop() if sampler else []
+        if runs:
+            self.details["ingest"] = runs
+            rates = [r["landed_rate"] for r in runs]
+            note = f"{len(runs)} × {self.config.ingest_seconds:.0f}s at full speed; both streams running"
+            self.rows.append(Row(*names[0][:3], _summary([r["producer_rate"] for r in runs]), None, note))
+            self.rows.append(Row(*names[1][:3], _summary(rates), names[1][3], "bronze/events Delta commits, steady state"))
+            if self.ceiling:
+                self.rows.append(Row(*names[2][:3], _summary([ratio(x, self.ceiling) for x in rates]), names[2][3],
+                                     "each run's landed rate / median ceiling"))
+            else:
+                self.rows.append(Row(*names[2][:3], None, names[2][3], "not run: no broker ceiling"))
+            errs = [r["completeness"]["errors"] for r in runs]
+            self.rows.append(Row(*names[3][:3], summarize(errs), names[3][3],
+                                 "(partition, offset) of bronze + quarantine vs the topic, after draining"))
+        self._memory_rows(mem_names, samples, runs)
+
+    def _memory_rows(self, names, samples, runs) -> None:
+        if not samples or not runs:
+            why = self.details.get("ingest", {}).get("not_run") if isinstance(self.details.get("ingest"), dict) else None
+            self._failed("memory", names, NotRun(why or "not run: no ingest run to sample"))
+            return
+        pss_ok = all(s.pss is not None for s in samples)
+        t_idle = self.details["idle_window"]
+        idle = [s.pss / GB for s in samples if t_idle[0] <= s.t <= t_idle[1] and s.pss is not None]
+        steady, peak_pss, peak_rss = [], [], []
+        for r in runs:
+            during = [s for s in samples if r["t_start"] <= s.t <= r["t_drained"]]
+            if not during:
+                continue
+            if pss_ok:
+                steady.append(summarize([s.pss / GB for s in during if r["t_start"] <= s.t <= r["t_sent"]] or
+                                        [s.pss / GB for s in during]).median)
+                peak_pss.append(max(s.pss for s in during) / GB)
+            peak_rss.append(max(s.rss for s in during) / GB)
+        self.details["memory"] = {
+            "samples": [(s.t, s.rss, s.pss, s.processes) for s in samples],
+            "processes_max": max(s.processes for s in samples),
+        }
+        n = f"over supervisord's tree (max {self.details['memory']['processes_max']} processes)"
+        self.rows.append(Row(*names[0][:3], _summary(idle) if idle else None, names[0][3],
+                             f"median of samples before the first event, {n}" if idle else "PSS unreadable"))
+        self.rows.append(Row(*names[1][:3], _summary(steady), names[1][3], "median sample while producing"))
+        self.rows.append(Row(*names[2][:3], _summary(peak_pss), names[2][3], "max sample, start to drained"))
+        self.rows.append(Row(*names[3][:3], _summary(peak_rss), names[3][3], "RSS counts shared pages per process"))
+
+    def phase_freshness(self) -> None:
+        names = [
+            ("Freshness", "send → visible in realtime, p50", "s", None),
+            ("Freshness", "send → visible in realtime, p95", "s", TARGETS["p95"]),
+            ("Freshness", "send → visible in realtime, p99", "s", None),
+            ("Freshness", "events never visible", "", None),
+        ]
+        try:
+            self._require_programs(*stack_ctl.STREAM_PROGRAMS)
+            from bench import freshness
+
+            runs = []
+            for i in range(self.config.runs):
+                runs.append(freshness.run_once(self.settings, i, self.config.freshness_seconds, self.config.freshness_rate,
+                                               self.config.poll_interval_s, 60.0, log))
+            self.details["freshness"] = runs
+            note = (f"{self.config.freshness_rate:,.0f} events/s for {self.config.freshness_seconds:.0f}s per run; "
+                    f"poll every {self.config.poll_interval_s * 1000:.0f} ms")
+            for (section, name, unit, target), key in zip(names[:3], ("p50", "p95", "p99")):
+                self.rows.append(Row(section, name, unit, _summary([r[key] for r in runs]), target, note))
+            self.rows.append(Row(*names[3][:3], summarize([r["never_visible"] for r in runs]), None,
+                                 "within 60 s after the last send"))
+        except Exception as exc:  # noqa: BLE001
+            self._failed("freshness", names, exc)
+
+    def phase_batch(self) -> None:
+        n = self.config.batch_events
+        names = [
+            ("Batch", f"DAG end to end, {n:,} events", "s", TARGETS["dag"]),
+            ("Batch", "DAG throughput", "events/s", None),
+            ("Batch", "floor: plain Spark read + write", "s", None),
+            ("Batch", "DAG / floor", "", None),
+        ]
+        try:
+            if not (Path(__file__).resolve().parent.parent / "dags" / "lakehouse_bronze_to_gold.py").exists():
+                raise NotRun("not run: dags/lakehouse_bronze_to_gold.py has not landed")
+            try:
+                import lakehouse.testdata  # noqa: F401
+            except ImportError as exc:
+                raise NotRun(f"not run: lakehouse.testdata has not landed ({exc})") from exc
+            from bench import batch
+
+            # a quiet machine for the batch figures: streams and the scheduler
+            # (which could start its own run of the DAG) stop; PostgreSQL stays.
+            stop = [p for p in stack_ctl.programs(self.settings) if p not in ("postgres", "broker")]
+            log(f"batch: stopping {', '.join(stop)} for a quiet machine")
+            stack_ctl.stop_programs(self.settings, stop)
+            day = self.config.batch_date
+            self.details["batch_write"] = batch.write_day(self.settings, day, n, log)
+            logs = self.out_dir / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            floors, dags = [], []
+            for i in range(self.config.runs):
+                f = batch.floor_once(self.settings, day, self.run_root / f"floor-{i}", logs / "floor.log")
+                log(f"batch floor run {i + 1}: {f['wall_s']:.1f}s wall ({f['read_write_s']:.1f}s read+write, {f['rows']:,} rows)")
+                floors.append(f)
+            for i in range(self.config.runs):
+                d = batch.dag_once(self.settings, day, logs / "dag.log")
+                log(f"batch DAG run {i + 1}: {d['wall_s']:.1f}s; tasks {d['tasks']}")
+                dags.append(d)
+            self.details["batch"] = {"floor": floors, "dag": dags, "events": n, "date": day.isoformat()}
+            fmed = summarize([f["wall_s"] for f in floors]).median
+            dag_note = "" if n == 1_000_000 else "target is for 1M events"
+            self.rows.append(Row(*names[0][:3], summarize([d["wall_s"] for d in dags]),
+                                 names[0][3] if n == 1_000_000 else None,
+                                 f"`airflow dags test` wall time; {dag_note}".rstrip("; ")))
+            self.rows.append(Row(*names[1][:3], summarize([n / d["wall_s"] for d in dags]), None, ""))
+            self.rows.append(Row(*names[2][:3], summarize([f["wall_s"] for f in floors]), None,
+                                 "fresh Spark process: start, read the day's Parquet, write Parquet"))
+            self.rows.append(Row(*names[3][:3], summarize([d["wall_s"] / fmed for d in dags]), None,
+                                 "each DAG run / median floor"))
+        except Exception as exc:  # noqa: BLE001
+            self._failed("batch", names, exc)
