@@ -165,3 +165,47 @@ def wait_for(predicate, timeout: float, what: str, every: float = 0.5):
             return got
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def progress_consumed(settings: Settings, query_name: str) -> int:
+    """Records of settings.kafka_topic that `query_name` has finished, from
+    ops.stream_progress (fresh topic: offsets start at 0)."""
+    import json
+
+    sql = ("SELECT end_offsets FROM ops.stream_progress WHERE query_name = %s AND end_offsets ? %s "
+           "ORDER BY recorded_at DESC LIMIT 20")
+    try:
+        with psycopg2.connect(settings.pg_dsn("writer"), connect_timeout=3) as conn, conn.cursor() as cur:
+            cur.execute(sql, (query_name, settings.kafka_topic))
+            rows = cur.fetchall()
+        conn.close()
+    except psycopg2.OperationalError:
+        return 0
+    best = 0
+    for (end,) in rows:
+        end = json.loads(end) if isinstance(end, str) else end
+        best = max(best, sum(int(o) for o in end.get(settings.kafka_topic, {}).values()))
+    return best
+
+
+def final_watermark(msgs: list[Message], watermark_minutes: float) -> datetime:
+    """The watermark once every message has been processed: latest event time
+    of a well-formed event minus the delay (Spark runs a no-data batch to get there)."""
+    latest = max(parse_ts(m.event["timestamp"]) for m in msgs if m.kind == "valid")
+    return latest - timedelta(minutes=watermark_minutes)
+
+
+def stop_job(proc: subprocess.Popen, timeout: float = 120) -> int:
+    """SIGINT to the driver only (as supervisord does); returns the exit code."""
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout)
+
+
+def kill_job(proc: subprocess.Popen) -> None:
+    """kill -9 of the job: driver, JVM and Python workers at once."""
+    import signal
+
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)

@@ -1,0 +1,140 @@
+"""Crash and outage recovery of the streaming jobs, run as subprocesses the
+way the process manager runs them: kill -9 mid-stream then restart, and a
+PostgreSQL outage during fast aggregation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+
+import pytest
+
+from lakehouse.platform import stack
+from tests.conftest import make_settings
+from tests.streams_helpers import (
+    closed,
+    delta_rows,
+    expected_realtime,
+    final_watermark,
+    kill_job,
+    messages,
+    progress_consumed,
+    realtime_rows,
+    send,
+    start_job,
+    stop_job,
+    stream_settings,
+    wait_for,
+    warmup_split,
+    well_formed,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def bronze_keys(settings):
+    return [(r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]) for r in delta_rows(settings, "events")]
+
+
+def test_raw_landing_kill_9_and_restart_loses_and_duplicates_nothing(core_stack, tmp_path):
+    settings = stream_settings(core_stack, tmp_path, stream_max_records_per_batch=500)
+    msgs = messages(4000, datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc), seed=11)
+    send(msgs, settings)
+    want = len(well_formed(msgs))
+    log = tmp_path / "raw-landing.log"
+
+    job = start_job("spark_jobs.raw_landing", settings, log)
+    try:
+        wait_for(lambda: len(bronze_keys(settings)) >= 1000, 240, "some batches landed", every=0.2)
+    finally:
+        kill_job(job)
+    landed = len(bronze_keys(settings))
+    assert landed < want, "the kill came too late to test anything"
+
+    job = start_job("spark_jobs.raw_landing", settings, log)
+    try:
+        wait_for(lambda: len(bronze_keys(settings)) >= want, 240, "all records landed")
+        wait_for(lambda: len(delta_rows(settings, "quarantine")) >= len(msgs) - want, 60, "quarantine")
+    finally:
+        assert stop_job(job) == 0, log.read_text()[-3000:]
+
+    keys = bronze_keys(settings)
+    assert len(keys) == len(set(keys)) == want
+    assert Counter(r["event_id"] for r in delta_rows(settings, "events")) == Counter(
+        m.event["event_id"] for m in well_formed(msgs)
+    )
+    quarantine = [(r["kafka_partition"], r["kafka_offset"]) for r in delta_rows(settings, "quarantine")]
+    assert len(quarantine) == len(set(quarantine)) == len(msgs) - want
+
+
+def _run_fast_aggregation(settings, msgs, tmp_path, disrupt) -> None:
+    """Warm-up batch, then the rest paced so the query is mid-stream when
+    `disrupt(job) -> job` runs; waits until every record is processed."""
+    log = tmp_path / "fast-aggregation.log"
+    k = warmup_split(msgs)
+    job = start_job("spark_jobs.fast_aggregation", settings, log)
+    try:
+        send(msgs[:k], settings)
+        wait_for(lambda: progress_consumed(settings, "fast-aggregation") >= k, 240, "the warm-up batch")
+        sender = threading.Thread(target=send, args=(msgs[k:], settings, 150.0))
+        sender.start()
+        job = disrupt(job, log)
+        sender.join()
+        wait_for(lambda: progress_consumed(settings, "fast-aggregation") >= len(msgs), 300, "all records")
+        assert job.poll() is None, "the query died"
+    finally:
+        code = stop_job(job) if job.poll() is None else job.returncode
+    assert code == 0, log.read_text()[-3000:]
+
+
+def _assert_realtime_exact(settings, msgs, start):
+    watermark = final_watermark(msgs, settings.realtime_watermark_minutes)
+    want = closed(expected_realtime(msgs), watermark, start)
+    assert len(want["events_per_minute"]) >= 8
+    assert closed(realtime_rows(settings), watermark, start) == want
+
+
+def test_fast_aggregation_kill_9_and_restart_gives_the_uninterrupted_rows(core_stack, tmp_path):
+    settings = stream_settings(core_stack, tmp_path)
+    start = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+    msgs = messages(3000, start, seed=13)
+
+    def crash(job, log):
+        wait_for(lambda: progress_consumed(settings, "fast-aggregation") >= 1000, 240, "mid-stream", every=0.2)
+        kill_job(job)
+        return start_job("spark_jobs.fast_aggregation", settings, log)
+
+    _run_fast_aggregation(settings, msgs, tmp_path, crash)
+    _assert_realtime_exact(settings, msgs, start)
+
+
+@pytest.fixture
+def own_stack(tmp_path):
+    """A core stack of its own: this test stops its PostgreSQL."""
+    settings = make_settings(tmp_path / "stack")
+    try:
+        stack.up(settings, groups=("core",))
+        yield settings
+    finally:
+        stack.clean(settings)
+
+
+def test_fast_aggregation_survives_a_postgresql_outage(own_stack, tmp_path):
+    settings = stream_settings(own_stack, tmp_path / "streams")
+    start = datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc)
+    msgs = messages(3000, start, seed=17)
+    supervisor = stack._proxy(own_stack).supervisor
+
+    def outage(job, log):
+        wait_for(lambda: progress_consumed(settings, "fast-aggregation") >= 500, 240, "mid-stream", every=0.2)
+        supervisor.stopProcess("postgres")
+        time.sleep(30)
+        assert job.poll() is None, "the query died during the outage"
+        supervisor.startProcess("postgres")
+        return job
+
+    _run_fast_aggregation(settings, msgs, tmp_path, outage)
+    _assert_realtime_exact(settings, msgs, start)
+    assert "Retrying" in (tmp_path / "fast-aggregation.log").read_text()
