@@ -35,7 +35,9 @@ message naming topic, partition and offsets -- like Spark's
 continues from the earliest offset. (As with Spark's source, a topic that was
 recreated and has already grown past the old offset cannot be told apart.)
 
-Extra options: ``fetchMaxBytes`` (per partition and Fetch, default 16 MiB),
+Extra options: ``minPartitions`` (cut the ranges of a batch into about this
+many Spark tasks; e.g. 4 or 6 with local[2] and 3 Kafka partitions),
+``fetchMaxBytes`` (per partition and Fetch, default 16 MiB),
 ``pollTimeoutMs`` (the broker's max wait per Fetch), ``readTimeoutSeconds``
 (how long a read may make no progress), ``arrowBatchRows`` (rows per Arrow
 batch handed to Spark), ``kafka.<kafka-python consumer setting>`` for the
@@ -87,6 +89,7 @@ class KafkaOptions:
     read_timeout_s: float = 120.0
     arrow_batch_rows: int = 50_000
     fetch_max_bytes: int = FETCH_PARTITION_MAX_BYTES
+    min_partitions: int | None = None
     consumer: dict = field(default_factory=dict)
 
     @classmethod
@@ -121,6 +124,7 @@ class KafkaOptions:
             read_timeout_s=float(opts.get("readtimeoutseconds", 120)),
             arrow_batch_rows=int(opts.get("arrowbatchrows", 50_000)),
             fetch_max_bytes=int(opts.get("fetchmaxbytes", FETCH_PARTITION_MAX_BYTES)),
+            min_partitions=int(opts["minpartitions"]) if opts.get("minpartitions") else None,
             consumer=consumer,
         )
 
@@ -169,6 +173,22 @@ def allocate(available: Offsets, max_rows: int | None) -> Offsets:
     left = max_rows - sum(out.values())
     for p in sorted(shares, key=lambda p: (out[p] - shares[p], p))[:left]:
         out[p] += 1
+    return out
+
+
+def split_ranges(ranges: list[tuple[int, int, int]], min_partitions: int | None) -> list[tuple[int, int, int]]:
+    """(partition, start, end) ranges cut into about `min_partitions` pieces in
+    proportion to their size, so the Spark tasks of a batch are even (three
+    Kafka partitions on two cores otherwise leave one core idle half the
+    time). Like Spark's Kafka option minPartitions; None keeps one per partition."""
+    total = sum(e - s for _, s, e in ranges)
+    if not min_partitions or len(ranges) >= min_partitions or total == 0:
+        return ranges
+    out = []
+    for p, s, e in ranges:
+        k = max(1, min(e - s, round(min_partitions * (e - s) / total)))
+        cuts = [s + (e - s) * i // k for i in range(k + 1)]
+        out += [(p, a, b) for a, b in zip(cuts, cuts[1:])]
     return out
 
 
@@ -357,8 +377,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             if first > stop:  # an empty reset batch (data loss, failOnDataLoss=false)
                 continue
             if stop > first:
-                out.append(KafkaPartition(topic, p, first, stop))
-        return out
+                out.append((p, first, stop))
+        return [KafkaPartition(topic, p, a, b) for p, a, b in split_ranges(out, self.opts.min_partitions)]
 
     def commit(self, end: dict) -> None:
         """Spark keeps the offsets in its checkpoint; nothing is committed to Kafka."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from kafka import TopicPartition
 from kafka.codec import gzip_decode, lz4_decode, snappy_decode, zstd_decode
+from kafka.errors import KafkaError
 
 #: Record batch header (format v2): baseOffset, batchLength, partitionLeaderEpoch,
 #: magic, crc, attributes, lastOffsetDelta, baseTimestamp, maxTimestamp,
@@ -29,6 +30,7 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")
 _HEADER_SIZE = _HEADER.size  # 61
 _CODECS = {1: gzip_decode, 2: snappy_decode, 3: lz4_decode, 4: zstd_decode}
 _CONTROL_BATCH = 0x20
+_LOG_APPEND_TIME = 0x08
 
 OFFSET_OUT_OF_RANGE = 1
 #: Errors after which a metadata refresh and a retry may succeed.
@@ -65,7 +67,7 @@ def decode_batches(buf: bytes, out: Records, start: int, end: int) -> int:
     mv = memoryview(buf)
     keys, values, offsets, stamps = out.keys, out.values, out.offsets, out.timestamps
     while pos + _HEADER_SIZE <= n:
-        base, length, _, magic, _, attrs, last_delta, base_ts, _, _, _, _, count = _HEADER.unpack_from(buf, pos)
+        base, length, _, magic, _, attrs, last_delta, base_ts, max_ts, _, _, _, count = _HEADER.unpack_from(buf, pos)
         batch_end = pos + 12 + length
         if batch_end > n or base >= end:
             break
@@ -76,6 +78,7 @@ def decode_batches(buf: bytes, out: Records, start: int, end: int) -> int:
             pos, nxt = batch_end, max(nxt, after)
             continue
         codec = attrs & 0x7
+        log_append_time = attrs & _LOG_APPEND_TIME  # the broker's time, the same for the whole batch
         data = _CODECS[codec](bytes(mv[pos + _HEADER_SIZE:batch_end])) if codec else bytes(mv[pos + _HEADER_SIZE:batch_end])
         p = 0
         for _ in range(count):
@@ -140,7 +143,7 @@ def decode_batches(buf: bytes, out: Records, start: int, end: int) -> int:
                 keys.append(key)
                 values.append(value)
                 offsets.append(offset)
-                stamps.append(base_ts + ts_delta)
+                stamps.append(max_ts if log_append_time else base_ts + ts_delta)
         pos, nxt = batch_end, max(nxt, after)
     return nxt
 
@@ -197,6 +200,7 @@ class FetchClient:
         pending = dict(offsets)
         deadline = time.monotonic() + self.timeout_ms / 1000
         refresh = False
+        last_error: Exception | None = None
         while pending:
             by_leader: dict[int, list[int]] = {}
             for p in pending:
@@ -211,7 +215,13 @@ class FetchClient:
                         for p in parts])],
                     forgotten_topics_data=[], rack_id="", max_version=12,
                 )
-                response = self._client.send_and_receive(leader, request, timeout_ms=self.timeout_ms)
+                try:
+                    response = self._client.send_and_receive(leader, request, timeout_ms=self.timeout_ms)
+                except KafkaError as exc:  # connection lost, broker restarting: retry until the deadline
+                    if not exc.retriable:
+                        raise
+                    last_error = exc
+                    continue
                 for topic in response.responses:
                     for pd in topic.partitions:
                         p = pd.partition_index
@@ -222,7 +232,9 @@ class FetchClient:
                         pending.pop(p, None)
             if pending:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"fetch from {self.topic} partitions {sorted(pending)} kept failing")
+                    raise TimeoutError(
+                        f"fetch from {self.topic} partitions {sorted(pending)} kept failing (last error: {last_error})"
+                    )
                 refresh = True
                 time.sleep(0.2)
         return results

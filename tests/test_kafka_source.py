@@ -18,6 +18,7 @@ from lakehouse.kafka_source import (
     from_json_offsets,
     parse_starting_offsets,
     resolve_start,
+    split_ranges,
     to_json_offsets,
 )
 from lakehouse.kafka_wire import Records, decode_batches
@@ -57,6 +58,15 @@ def test_decoder_matches_kafka_python_encoder(codec):
     assert [(k, v, t) for k, v, t, _ in recs] == list(zip(out.keys, out.values, out.timestamps))
 
 
+def test_decoder_uses_the_broker_time_for_log_append_time_batches():
+    buf = bytearray(build_batches([(b"k", b"v", 1000 + i, []) for i in range(3)]))
+    buf[21:23] = (int.from_bytes(buf[21:23], "big") | 0x08).to_bytes(2, "big")  # attributes (not in CRC check)
+    buf[35:43] = (99_999).to_bytes(8, "big")  # maxTimestamp
+    out = Records.empty()
+    decode_batches(bytes(buf), out, 0, 10)
+    assert out.timestamps == [99_999] * 3
+
+
 def test_decoder_keeps_the_range_and_stops_at_a_truncated_batch():
     recs = [(b"k", b"v%d" % i, 1000 + i, []) for i in range(200)]
     buf = build_batches(recs, 3, per_batch=50, base=1000)  # offsets 1000..1199
@@ -76,6 +86,19 @@ def test_allocate_caps_in_proportion_and_always_progresses():
     odd = allocate({0: 7, 1: 7, 2: 7}, 10)
     assert sum(odd.values()) == 10 and all(2 <= v <= 4 for v in odd.values())
     assert sum(allocate({0: 5, 1: 5, 2: 5}, 1).values()) == 1
+
+
+def test_split_ranges_evens_out_tasks_and_covers_every_offset():
+    ranges = [(0, 0, 1000), (1, 500, 1500), (2, 0, 100)]
+    assert split_ranges(ranges, None) == ranges
+    assert split_ranges(ranges, 2) == ranges  # already enough tasks
+    pieces = split_ranges(ranges, 6)
+    assert len(pieces) >= 6
+    for p, s, e in ranges:  # contiguous, no gap, no overlap
+        mine = sorted((a, b) for q, a, b in pieces if q == p)
+        assert mine[0][0] == s and mine[-1][1] == e
+        assert all(b1 == a2 for (_, b1), (a2, _) in zip(mine, mine[1:]))
+    assert split_ranges([(0, 0, 2)], 6) == [(0, 0, 1), (0, 1, 2)]
 
 
 def test_resolve_start_detects_each_kind_of_loss():
