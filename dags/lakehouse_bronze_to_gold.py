@@ -90,7 +90,7 @@ def _pg_connect():
     dag_id="lakehouse_bronze_to_gold",
     description="Bronze -> silver (GE gate) -> gold -> PostgreSQL, one event date per run",
     schedule=CronTriggerTimetable("0 1 * * *", timezone="UTC", interval=timedelta(days=1)),
-    start_date=datetime(2026, 11, 1),
+    start_date=datetime(2024, 1, 1),  # before any date one may backfill: tasks never run for dates before it
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

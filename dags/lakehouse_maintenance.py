@@ -26,7 +26,7 @@ from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
     dag_id="lakehouse_maintenance",
     description="Compact closed partitions and vacuum bronze and silver Delta tables",
     schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
-    start_date=datetime(2026, 11, 1),
+    start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "lakehouse", "retries": 2, "retry_delay": timedelta(minutes=1),

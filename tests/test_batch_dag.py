@@ -1,0 +1,163 @@
+"""`lakehouse_bronze_to_gold` end to end with the real Airflow CLI (`airflow
+dags test`), real Spark, real Great Expectations and the test stack's real
+PostgreSQL, over bronze data made from the producer's generator.
+
+Gold is compared with values computed independently, in plain Python, from
+the generated events (`lakehouse.testdata.ExpectedDay`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+
+import psycopg2
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from lakehouse import testdata
+from lakehouse.platform import airflow
+from tests.batch_helpers import (
+    airflow_env,
+    assert_gold_matches,
+    dags_test,
+    gold_checksum,
+    gold_duplicates,
+    gold_rows,
+    run_state,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# Dates of their own (October), so other tests' data never meet these.
+D0, D1, D2 = date(2026, 10, 5), date(2026, 10, 6), date(2026, 10, 7)
+EMPTY = date(2026, 10, 1)
+N_EVENTS = 3000
+
+
+@pytest.fixture(scope="module")
+def batch(core_stack, tmp_path_factory):
+    """Settings with a private Delta root, Airflow's metadata DB migrated."""
+    settings = core_stack.model_copy(update={"lakehouse_data_dir": tmp_path_factory.mktemp("lake")})
+    airflow.migrate(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def day1(batch):
+    expected = testdata.write_bronze_day(batch, D1, N_EVENTS, seed=7)
+    proc = dags_test(batch, D1)
+    assert run_state(proc) == "success", proc.stdout[-4000:] + proc.stderr[-4000:]
+    return expected, proc
+
+
+def test_dags_import_cleanly(batch):
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "import json\n"
+        "b = DagBag()\n"
+        "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()}, 'dags': sorted(b.dag_ids)}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code],
+                          env=airflow_env(batch), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["errors"] == {}
+    assert {"lakehouse_bronze_to_gold", "lakehouse_maintenance"} <= set(result["dags"])
+    assert {p.name for p in airflow.DAGS_DIR.iterdir() if p.is_file()} == {
+        "lakehouse_bronze_to_gold.py", "lakehouse_maintenance.py"}
+
+
+def test_gold_equals_values_computed_from_the_events(batch, day1):
+    expected, _ = day1
+    assert expected.duplicates > 0  # resent duplicates were in bronze
+    assert_gold_matches(batch, expected)
+    silver = DeltaTable(batch.table_path("silver", "events")).to_pyarrow_table(filters=[("event_date", "=", D1)])
+    assert silver.num_rows == expected.silver_rows
+    assert set(silver.column("event_id").to_pylist()) == expected.event_ids
+    with psycopg2.connect(batch.pg_dsn("reader")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT silver_rows, quarantined FROM ops.batch_runs WHERE event_date = %s", (D1,))
+        assert cur.fetchall() == [(expected.silver_rows, 0)]
+        cur.execute("SELECT count(*), bool_and(success) FROM ops.data_quality WHERE event_date = %s", (D1,))
+        assert cur.fetchone() == (9, True)
+    conn.close()
+    assert list((batch.run_dir / "data_quality" / "validations" / D1.isoformat()).glob("*.json"))
+    assert (batch.run_dir / "data_quality" / "data_docs" / "index.html").exists()
+
+
+def test_same_date_twice_gives_identical_gold(batch, day1):
+    before = gold_checksum(batch, [D1])
+    proc = dags_test(batch, D1)
+    assert run_state(proc) == "success", proc.stderr[-3000:]
+    assert gold_checksum(batch, [D1]) == before
+    assert gold_duplicates(batch) == 0
+
+
+def test_three_consecutive_dates_backfill(batch, day1):
+    expected = {D1: day1[0]}
+    for d in (D0, D2):
+        expected[d] = testdata.write_bronze_day(batch, d, N_EVENTS, seed=7)
+    for d in (D0, D2):
+        proc = dags_test(batch, d)
+        assert run_state(proc) == "success", proc.stderr[-3000:]
+    for d in (D0, D1, D2):
+        assert_gold_matches(batch, expected[d])
+    assert gold_duplicates(batch) == 0
+
+
+def test_date_without_bronze_gives_empty_gold(batch, day1):
+    with psycopg2.connect(batch.pg_dsn("writer")) as conn, conn.cursor() as cur:
+        # a stale row from "an earlier load" must disappear, not linger
+        cur.execute("INSERT INTO gold.daily_active_users (event_date, dau_count) VALUES (%s, 42) "
+                    "ON CONFLICT (event_date) DO UPDATE SET dau_count = 42", (EMPTY,))
+    conn.close()
+    proc = dags_test(batch, EMPTY)
+    assert run_state(proc) == "success", proc.stderr[-3000:]
+    assert all(rows == [] for rows in gold_rows(batch, EMPTY).values())
+    assert f"no bronze events for {EMPTY}" in proc.stdout + proc.stderr
+
+
+def test_rule_breaking_rows_fail_the_gate_and_leave_gold_unchanged(batch, day1):
+    before = gold_checksum(batch, [D1])
+    delta_gold_version = DeltaTable(batch.table_path("gold", "daily_active_users")).version()
+    t = datetime(2026, 10, 6, 12, tzinfo=timezone.utc)
+    bad = [
+        {"event_id": "bad-1", "user_id": 5, "event_type": "refund", "page": "/home", "timestamp": t.isoformat(),
+         "source": "web"},
+        {"event_id": "bad-2", "user_id": -1, "event_type": "click", "page": "/home", "timestamp": t.isoformat(),
+         "source": "web"},
+    ]
+    testdata.write_bronze(batch, testdata.bronze_table(bad, [t, t], batch.kafka_topic, 3, first_offset=10**9))
+    try:
+        proc = dags_test(batch, D1)
+        out = proc.stdout + proc.stderr
+        assert run_state(proc) == "failed"
+        assert "expect_column_values_to_be_in_set(event_type): 1 of" in out
+        assert "expect_column_values_to_be_between(user_id): 1 of" in out
+        assert gold_checksum(batch, [D1]) == before
+        assert DeltaTable(batch.table_path("gold", "daily_active_users")).version() == delta_gold_version
+        quarantine = DeltaTable(batch.table_path("silver", "quarantine")).to_pyarrow_table(
+            filters=[("event_date", "=", D1)])
+        assert dict(zip(quarantine.column("event_id").to_pylist(), quarantine.column("reason").to_pylist())) == {
+            "bad-1": "event_type_unknown", "bad-2": "user_id_not_positive"}
+        with psycopg2.connect(batch.pg_dsn("reader")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT expectation, column_name, unexpected_count FROM ops.data_quality "
+                        "WHERE event_date = %s AND NOT success AND severity = 'critical' "
+                        "AND validated_at > now() - interval '10 minutes' ORDER BY column_name", (D1,))
+            assert ("expect_column_values_to_be_in_set", "event_type", 1) in cur.fetchall()
+        conn.close()
+    finally:
+        day = testdata.write_bronze_day(batch, D1, N_EVENTS, seed=7)  # restore the clean day
+        assert day.bronze_rows == N_EVENTS
+
+
+def test_malformed_event_date_fails_fast(batch):
+    started = datetime.now()
+    proc = dags_test(batch, conf={"event_date": "2026-13-45"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Invalid input for param event_date: '2026-13-45' is not a 'date'" in out
+    assert "Task started" not in out  # refused before any task ran
+    assert (datetime.now() - started) < timedelta(seconds=120)
