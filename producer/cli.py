@@ -10,7 +10,9 @@ come from lakehouse.settings (PRODUCER_*, KAFKA_*).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import multiprocessing
 import signal
 import sys
 import threading
@@ -84,6 +86,8 @@ def main(
     linger_ms: int = typer.Option(DEFAULT_PRODUCER_CONFIG["linger_ms"]),
     batch_size: int = typer.Option(DEFAULT_PRODUCER_CONFIG["batch_size"]),
     log_every: float = typer.Option(5.0, help="Seconds between progress reports."),
+    workers: int = typer.Option(1, min=1, help="Sending processes (each its own generator stream); "
+                                "more than 1 only for rates one Python process cannot reach."),
 ) -> None:
     overrides = {"kafka_bootstrap_servers": bootstrap_servers} if bootstrap_servers else {}
     settings = get_settings(**overrides)
@@ -98,7 +102,7 @@ def main(
         initial_users=initial_users,
         oversize_share=oversize_share,
     )
-    stop = threading.Event()
+    stop = multiprocessing.get_context("fork").Event() if workers > 1 else threading.Event()
 
     def on_signal(signum, _frame) -> None:
         print(f"producer: {signal.Signals(signum).name}, flushing and stopping", file=sys.stderr, flush=True)
@@ -111,17 +115,17 @@ def main(
         timer.daemon = True
         timer.start()
 
-    messages = EventGenerator(config).iter_messages()
-    if count is not None:
-        messages = itertools.islice(messages, count)
     reporter = _Reporter(count, sys.stderr.isatty())
     print(f"producer: topic={topic or settings.kafka_topic} servers={settings.kafka_bootstrap_servers} "
-          f"rate={'max' if not rate else rate}/s seed={config.seed} start={config.start.isoformat()}", flush=True)
-    stats = produce(
-        messages, settings, rate or None, topic=topic, stop=stop, on_progress=reporter,
-        progress_every_s=log_every, compression_type=None if compression == "none" else compression,
-        linger_ms=linger_ms, batch_size=batch_size,
-    )
+          f"rate={'max' if not rate else rate}/s seed={config.seed} start={config.start.isoformat()} "
+          f"workers={workers}", flush=True)
+    send_kw = dict(topic=topic, progress_every_s=log_every, linger_ms=linger_ms, batch_size=batch_size,
+                   compression_type=None if compression == "none" else compression)
+    if workers == 1:
+        stats = produce(_messages(config, count), settings, rate or None, stop=stop, on_progress=reporter,
+                        **send_kw)
+    else:
+        stats = _produce_in_processes(workers, config, count, settings, rate, stop, reporter, send_kw)
     reporter.close(stats)
     kinds = " ".join(f"{k}={v}" for k, v in sorted(stats.by_kind.items()))
     print(f"producer done: sent={stats.sent} failed={stats.failed} in {stats.elapsed_s:.1f}s "
@@ -130,6 +134,71 @@ def main(
         print(f"producer error: {err}", file=sys.stderr)
     if stats.failed:
         raise typer.Exit(1)
+
+
+def _messages(config: GeneratorConfig, count: int | None):
+    messages = EventGenerator(config).iter_messages()
+    return itertools.islice(messages, count) if count is not None else messages
+
+
+def _worker_config(config: GeneratorConfig, index: int, workers: int) -> GeneratorConfig:
+    """Worker i: its own seed (so its own event_ids) and 1/workers of the event rate."""
+    return dataclasses.replace(config, seed=config.seed * 1000 + index,
+                               events_per_second=config.events_per_second / workers)
+
+
+def _worker(index, workers, config, count, settings, rate, stop, queue, send_kw) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates the stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    share = None if count is None else count // workers + (index < count % workers)
+    stats = produce(
+        _messages(_worker_config(config, index, workers), share), settings,
+        (rate / workers) if rate else None, stop=stop,
+        on_progress=lambda st: queue.put(("progress", index, st)), **send_kw,
+    )
+    queue.put(("done", index, stats))
+
+
+def _produce_in_processes(workers, config, count, settings, rate, stop, reporter, send_kw) -> ProduceStats:
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(i, workers, config, count, settings, rate, stop, queue, send_kw))
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    latest: dict[int, ProduceStats] = {}
+    done: set[int] = set()
+    while len(done) < workers:
+        try:
+            kind, index, st = queue.get(timeout=1.0)
+        except Exception:  # noqa: BLE001 -- queue.Empty: check the workers are alive
+            if all(not p.is_alive() for p in procs) and queue.empty():
+                break
+            continue
+        latest[index] = st
+        if kind == "done":
+            done.add(index)
+        elif index == 0:  # one combined line per report period
+            reporter(_combine(latest.values()))
+    for proc in procs:
+        proc.join(timeout=60)
+    total = _combine(latest.values())
+    if len(done) < workers:
+        total.failed += 1
+        total.errors.append(f"{workers - len(done)} worker(s) died without reporting")
+    return total
+
+
+def _combine(parts) -> ProduceStats:
+    total = ProduceStats()
+    for st in parts:
+        total.sent += st.sent
+        total.failed += st.failed
+        total.bytes += st.bytes
+        total.elapsed_s = max(total.elapsed_s, st.elapsed_s)
+        total.by_kind.update(st.by_kind)
+        total.errors += st.errors
+    return total
 
 
 def _pick(value, default):

@@ -3,6 +3,7 @@ by user, pacing holds, and the CLI stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -74,3 +75,18 @@ def test_cli_runs_until_sigterm_then_flushes_and_exits_0(core_stack):
     sent = int(re.search(r"sent=(\d+)", done).group(1))
     assert sent > 0 and "failed=0" in done
     assert len(read_topic(core_stack, topic, expected=sent)) == sent
+
+
+def test_cli_workers_split_the_count_without_repeating_events(core_stack):
+    topic = fresh_topic(core_stack, "workers")
+    done = subprocess.run(
+        [sys.executable, "-m", "producer", "--rate", "0", "--count", "5001", "--workers", "2",
+         "--malformed-fraction", "0", "--duplicate-fraction", "0",
+         "--bootstrap-servers", core_stack.kafka_bootstrap_servers, "--topic", topic],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sent=5001 failed=0" in done.stdout
+    records = read_topic(core_stack, topic, expected=5001)
+    ids = [json.loads(r.value)["event_id"] for r in records]
+    assert len(ids) == len(set(ids)) == 5001
