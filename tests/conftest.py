@@ -24,10 +24,17 @@ def core_stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def airflow_stack(core_stack):
-    """The core stack plus Airflow's api-server, scheduler, dag-processor, triggerer."""
-    stack.up(core_stack, groups=("core", "airflow"))
-    yield core_stack
+def airflow_stack(tmp_path_factory):
+    """A stack of its own with Airflow's api-server, scheduler, dag-processor,
+    triggerer (plus PostgreSQL and the broker). Not built on core_stack: a
+    running stack's program set is fixed when it starts, so Airflow cannot be
+    added to core_stack afterwards (stack.up refuses)."""
+    settings = make_settings(tmp_path_factory.mktemp("airflow_run") / "run")
+    try:
+        stack.up(settings, groups=("core", "airflow"))
+        yield settings
+    finally:
+        stack.clean(settings)
 
 
 @pytest.fixture
