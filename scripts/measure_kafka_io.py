@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--min-partitions", default="none,4,6")
     ap.add_argument("--skip-producer", action="store_true")
+    ap.add_argument("--skip-source", action="store_true")
     args = ap.parse_args()
 
     settings = Settings(_env_file=None, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
@@ -85,6 +86,8 @@ def main() -> None:
                 print(f"producer compression={comp}: median {statistics.median(rates):,.0f} msg/s "
                       f"(runs {', '.join(f'{r:,.0f}' for r in rates)}; load {os.getloadavg()[0]:.1f})", flush=True)
 
+        if args.skip_source:
+            return
         topic = new_topic(settings, "read")
         produce(msgs, settings, topic=topic)
         os.environ["PYSPARK_PYTHON"] = sys.executable
