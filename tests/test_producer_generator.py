@@ -203,3 +203,19 @@ def test_oversize_is_rare_by_default_and_can_be_disabled():
 def test_invalid_config_is_refused(bad):
     with pytest.raises(ValueError):
         cfg(**bad)
+
+
+def test_producer_is_a_pipeline_program_only_when_enabled(tmp_path):
+    from lakehouse.platform.launch import command_for
+    from lakehouse.platform.services import services
+    from tests.conftest import make_settings
+
+    on = make_settings(tmp_path / "on", producer_rate=350.0)
+    [svc] = [s for s in services(on) if s.name == "producer"]
+    assert svc.group == "pipeline" and svc.command[-3:-1] == ["producer", "--env-file"]
+    cmd, _ = command_for("producer", on)
+    assert cmd[1:4] == ["-m", "producer", "--rate"] and cmd[4] == "350.0"
+    assert "--count" not in cmd and "--duration" not in cmd  # runs until stopped
+    assert on.kafka_bootstrap_servers in cmd and on.kafka_topic in cmd
+    off = make_settings(tmp_path / "off", producer_enabled=False)
+    assert "producer" not in [s.name for s in services(off)]
