@@ -62,6 +62,7 @@ from pyspark.sql.streaming.datasource import ReadLimit, ReadMaxRows, SupportsTri
 log = logging.getLogger(__name__)
 
 SHORT_NAME = "lakehouse_kafka"
+#: The columns, as DDL (spark_schema() builds the same without a session; a test checks).
 SCHEMA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
 
 #: The driver's consumer asks only for metadata and ListOffsets: no group, no commits.
@@ -278,14 +279,16 @@ class _Broker:
     def high_watermarks(self, partitions: list[int]) -> Offsets:
         """The true end of each partition: the high watermark of a Fetch at
         the offset ListOffsets gives (see the module docstring)."""
-        listed = {tp.partition: int(o) for tp, o in self.consumer.end_offsets(self._tps(partitions)).items()}
-        got = self.fetcher.fetch(listed, partition_max_bytes=64 * 1024, max_wait_ms=1, min_bytes=0)
-        out = {}
-        for p, r in got.items():
-            if r.error_code:
-                raise _kafka_error(r.error_code, f"fetching the high watermark of {self.topic}-{p} at {listed[p]}")
-            out[p] = max(int(r.high_watermark), listed[p])
-        return out
+        for attempt in range(3):  # the log may be truncated between the two requests
+            listed = {tp.partition: int(o) for tp, o in self.consumer.end_offsets(self._tps(partitions)).items()}
+            got = self.fetcher.fetch(listed, partition_max_bytes=64 * 1024, max_wait_ms=1, min_bytes=0)
+            bad = {p: r.error_code for p, r in got.items() if r.error_code}
+            if not bad:
+                return {p: max(int(r.high_watermark), listed[p]) for p, r in got.items()}
+            if set(bad.values()) != {OFFSET_OUT_OF_RANGE} or attempt == 2:
+                p, code = next(iter(bad.items()))
+                raise _kafka_error(code, f"fetching the high watermark of {self.topic}-{p} at {listed[p]}")
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.consumer.close()

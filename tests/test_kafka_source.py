@@ -13,11 +13,14 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.record import MemoryRecordsBuilder
 
 from lakehouse.kafka_source import (
+    SCHEMA,
     KafkaOptions,
+    arrow_schema,
     allocate,
     from_json_offsets,
     parse_starting_offsets,
     resolve_start,
+    spark_schema,
     split_ranges,
     to_json_offsets,
 )
@@ -111,6 +114,12 @@ def test_resolve_start_detects_each_kind_of_loss():
     assert deleted.reset == {0} and "deleted" in deleted.problems[0]
     gone = resolve_start("t", {0: 5, 3: 9}, {0: 0}, {0: 10})
     assert gone.problems == ["partition t-3 (checkpointed offset 9) no longer exists"]
+
+
+def test_schema_is_sparks_kafka_schema():
+    assert [(f.name, f.dataType.simpleString()) for f in spark_schema().fields] == [
+        tuple(col.split()) for col in SCHEMA.replace("long", "bigint").split(", ")]
+    assert arrow_schema().names == ["key", "value", "topic", "partition", "offset", "timestamp"]
 
 
 def test_options_are_parsed_and_checked():
