@@ -60,23 +60,22 @@ ISO_TS_RE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}
 EXTRA_COLUMNS = ("reason", "raw_value", "raw_key", "ingest_date")
 
 
-def _rules(value: Column, text: Column, doc: Column, ts: Column, ingest_ts: Column) -> list[tuple[Column, Column]]:
-    """(condition, reason) pairs in order; the first that holds is the reason."""
-    def field(name: str) -> Column:
-        return F.expr(f"try_variant_get(__doc, '$.{name}')")
-
+def _rules(value: Column, ts: Column, ingest_ts: Column) -> list[tuple[Column, Column]]:
+    """(condition, reason) pairs in order; the first that holds is the reason.
+    Uses the staged columns of `parse_messages` (__text, __doc, __t_<field>)."""
     rules: list[tuple[Column, Column]] = [
         (value.isNull() | (F.octet_length(value) == 0), F.lit(REASON_EMPTY)),
         (F.octet_length(value) > MAX_MESSAGE_BYTES, F.lit(REASON_OVERSIZE)),
         (~F.expr("is_valid_utf8(__text)"), F.lit(REASON_UNDECODABLE)),
-        (doc.isNull(), F.lit(REASON_INVALID_JSON)),
-        (~F.expr("schema_of_variant(__doc)").startswith("OBJECT<"), F.lit(REASON_NOT_OBJECT)),
+        (F.col("__doc").isNull(), F.lit(REASON_INVALID_JSON)),
+        # valid JSON that starts with "{" is an object
+        (~F.col("__text").rlike(r"^\s*\{"), F.lit(REASON_NOT_OBJECT)),
     ]
-    for name in EVENT_FIELDS:
-        kind = F.schema_of_variant(field(name))
-        rules.append((kind.isNull(), F.lit(f"{REASON_MISSING_FIELD}:{name}")))
-    for name, expected in FIELD_TYPES.items():
-        rules.append((F.schema_of_variant(field(name)) != expected, F.lit(f"{REASON_WRONG_TYPE}:{name}")))
+    rules += [(F.col(f"__t_{name}").isNull(), F.lit(f"{REASON_MISSING_FIELD}:{name}")) for name in EVENT_FIELDS]
+    rules += [
+        (F.col(f"__t_{name}") != expected, F.lit(f"{REASON_WRONG_TYPE}:{name}"))
+        for name, expected in FIELD_TYPES.items()
+    ]
     rules += [
         (~F.col("event_id").rlike(UUID_RE), F.lit(REASON_INVALID_EVENT_ID)),
         (F.col("user_id") <= 0, F.lit(REASON_INVALID_USER_ID)),
@@ -109,8 +108,10 @@ def parse_messages(df: DataFrame, ingest_ts: Column | None = None) -> DataFrame:
         .withColumn("event_ts", F.expr("try_to_timestamp(__ts_text)"))
         .withColumn("ingest_ts", ingest_ts)
     )
+    for name in EVENT_FIELDS:  # JSON type of each field (NULL when absent), computed once
+        staged = staged.withColumn(f"__t_{name}", F.expr(f"schema_of_variant(try_variant_get(__doc, '$.{name}'))"))
     reason = F.lit(None).cast("string")
-    for cond, why in reversed(_rules(F.col("value"), F.col("__text"), F.col("__doc"), F.col("event_ts"), F.col("ingest_ts"))):
+    for cond, why in reversed(_rules(F.col("value"), F.col("event_ts"), F.col("ingest_ts"))):
         reason = F.when(cond, why).otherwise(reason)
     staged = staged.withColumn("reason", reason)
     ok = F.col("reason").isNull()
