@@ -1,0 +1,38 @@
+"""Pure parts of the streams: progress rows, lag, realtime table rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from lakehouse.progress import lag, progress_row
+from lakehouse.realtime import table_rows
+
+W = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+
+
+def test_lag_sums_partitions_behind_the_high_watermark():
+    end = {"t": {"0": 10, "1": 5}}
+    assert lag(end, {"t": {"0": 12, "1": 5, "2": 3}}) == 2 + 0 + 3
+    assert lag(end, {}) is None
+
+
+def test_progress_row_from_spark_progress_json():
+    progress = {
+        "name": "raw-landing", "batchId": 7, "numInputRows": 400, "processedRowsPerSecond": 800.5,
+        "durationMs": {"triggerExecution": 512, "addBatch": 300},
+        "sources": [{"endOffset": json.dumps({"t": {"0": 100}}), "latestOffset": json.dumps({"t": {"0": 130}})}],
+    }
+    assert progress_row(progress) == ("raw-landing", 7, 400, 800.5, 512, json.dumps({"t": {"0": 100}}), 30)
+    idle = dict(progress, numInputRows=0, processedRowsPerSecond=float("nan"))
+    assert progress_row(idle)[2:4] == (0, None)
+
+
+def test_table_rows_unpivots_a_window_and_leaves_out_zero_counts():
+    window = {"window_start": W, "n_login": 3, "n_click": 10, "n_purchase": 0, "n_logout": 1,
+              "logins_web": 2, "logins_mobile": 1}
+    rows = table_rows([window])
+    assert sorted(rows["events_per_minute"]) == [(W, "click", 10), (W, "login", 3), (W, "logout", 1)]
+    assert sorted(rows["logins_per_source"]) == [(W, "mobile", 1), (W, "web", 2)]
+    assert rows["purchases_per_minute"] == []
+    assert table_rows([dict(window, n_purchase=4)])["purchases_per_minute"] == [(W, 4)]
