@@ -11,6 +11,7 @@ is skipped by the table that already has it (lakehouse.delta_io).
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -76,8 +77,12 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
             stop.check()
         if "app" not in prefix:  # Spark has written the checkpoint metadata by now
             prefix["app"] = f"{QUERY_NAME}:{checkpoint_query_id(ckpt)}"
+        t0 = time.monotonic()
         events, quarantine = transform(batch, datetime.now(timezone.utc))
+        t1 = time.monotonic()
         load(settings, events, quarantine, prefix["app"], batch_id)
+        log.info("batch %s: %s events, %s quarantined; read+validate %.2fs, Delta %.2fs",
+                 batch_id, events.num_rows, quarantine.num_rows, t1 - t0, time.monotonic() - t1)
 
     return (
         extract(spark, settings)

@@ -20,12 +20,13 @@ from lakehouse.settings import REPO_ROOT, Settings
 from producer.generator import EventGenerator, GeneratorConfig, Message
 from producer.sender import produce
 
-#: Simulated event rate of the test streams: 3,000 messages span 5 minutes of
-#: event time, so the 2-minute watermark closes windows; a micro-batch of at
-#: most 200 records spans 20 s, far less than the 1-minute margin between
-#: the watermark and the earliest "late" event (3 minutes late).
+#: Simulated event rate of the test streams: 2,700 messages span 4.5 minutes
+#: of event time, so the 2-minute watermark closes two windows; a micro-batch
+#: of at most 400 records spans 40 s, less than the 1-minute margin between
+#: the watermark and the earliest "late" event (3 minutes late), so every late
+#: event after the warm-up batch is behind the watermark.
 SIM_EVENTS_PER_SECOND = 10.0
-BATCH_RECORDS = 200
+BATCH_RECORDS = 400
 
 MALFORMED_CODE = {  # generator's label -> validation reason code
     "not_json": "invalid_json",

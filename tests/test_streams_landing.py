@@ -35,7 +35,7 @@ from tests.streams_helpers import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-N = 3000
+N = 2700
 START = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
 
 
@@ -121,5 +121,5 @@ def test_progress_rows_for_both_queries(run):
     assert set(got) == {"raw-landing", "fast-aggregation"}
     for name, (rows, max_batch, min_lag) in got.items():
         assert rows == N, name
-        assert max_batch >= N // 200 - 1
+        assert max_batch >= 3
         assert min_lag == 0

@@ -40,7 +40,7 @@ def bronze_keys(settings):
 
 def test_raw_landing_kill_9_and_restart_loses_and_duplicates_nothing(core_stack, tmp_path):
     settings = stream_settings(core_stack, tmp_path, stream_max_records_per_batch=500)
-    msgs = messages(4000, datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc), seed=11)
+    msgs = messages(3000, datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc), seed=11)
     send(msgs, settings)
     want = len(well_formed(msgs))
     log = tmp_path / "raw-landing.log"
@@ -99,7 +99,7 @@ def _assert_realtime_exact(settings, msgs, start):
 def test_fast_aggregation_kill_9_and_restart_gives_the_uninterrupted_rows(core_stack, tmp_path):
     settings = stream_settings(core_stack, tmp_path)
     start = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
-    msgs = messages(3000, start, seed=13)
+    msgs = messages(2700, start, seed=13)
 
     def crash(job, log):
         wait_for(lambda: progress_consumed(settings, "fast-aggregation") >= 1000, 240, "mid-stream", every=0.2)
@@ -124,7 +124,7 @@ def own_stack(tmp_path):
 def test_fast_aggregation_survives_a_postgresql_outage(own_stack, tmp_path):
     settings = stream_settings(own_stack, tmp_path / "streams")
     start = datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc)
-    msgs = messages(3000, start, seed=17)
+    msgs = messages(2700, start, seed=17)
     supervisor = stack._proxy(own_stack).supervisor
 
     def outage(job, log):
