@@ -56,10 +56,6 @@ UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
 #: ISO-8601 date-time with an explicit zone (Z or +hh:mm): UTC must be stated.
 ISO_TS_RE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$"
 
-#: Columns `parse_messages` adds to the bronze ones.
-EXTRA_COLUMNS = ("reason", "raw_value", "raw_key", "ingest_date")
-
-
 def _rules(value: Column, ts: Column, ingest_ts: Column) -> list[tuple[Column, Column]]:
     """(condition, reason) pairs in order; the first that holds is the reason.
     Uses the staged columns of `parse_messages` (__text, __doc, __t_<field>)."""

@@ -45,18 +45,19 @@ def transform(batch: DataFrame, ingest_ts: datetime) -> tuple[pa.Table, pa.Table
     return split_bronze(parse_messages(batch, F.lit(ingest_ts)).toArrow())
 
 
-def load(settings: Settings, events: pa.Table, quarantine: pa.Table, app_prefix: str, batch_id: int) -> None:
-    """Append both tables, each idempotently under its own app id."""
-    delta_io.append_batch(
+def load(settings: Settings, events: pa.Table, quarantine: pa.Table, app_prefix: str, batch_id: int) -> tuple[bool, bool]:
+    """Append both tables, each idempotently under its own app id; says which committed."""
+    events_done = delta_io.append_batch(
         settings.table_path("bronze", "events"), events,
         schema=BRONZE_EVENTS_SCHEMA, partition_by=BRONZE_EVENTS_PARTITION,
         app_id=f"{app_prefix}:bronze/events", batch_id=batch_id,
     )
-    delta_io.append_batch(
+    quarantine_done = delta_io.append_batch(
         settings.table_path("bronze", "quarantine"), quarantine,
         schema=BRONZE_QUARANTINE_SCHEMA, partition_by=BRONZE_QUARANTINE_PARTITION,
         app_id=f"{app_prefix}:bronze/quarantine", batch_id=batch_id,
     )
+    return events_done, quarantine_done
 
 
 def checkpoint(settings: Settings) -> str:
@@ -80,9 +81,9 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
         t0 = time.monotonic()
         events, quarantine = transform(batch, datetime.now(timezone.utc))
         t1 = time.monotonic()
-        load(settings, events, quarantine, prefix["app"], batch_id)
-        log.info("batch %s: %s events, %s quarantined; read+validate %.2fs, Delta %.2fs",
-                 batch_id, events.num_rows, quarantine.num_rows, t1 - t0, time.monotonic() - t1)
+        wrote = load(settings, events, quarantine, prefix["app"], batch_id)
+        log.info("batch %s: %s events, %s quarantined (committed: %s, %s); read+validate %.2fs, Delta %.2fs",
+                 batch_id, events.num_rows, quarantine.num_rows, *wrote, t1 - t0, time.monotonic() - t1)
 
     return (
         extract(spark, settings)
