@@ -107,10 +107,11 @@ def test_ui_trigger_button_runs_the_dag(airflow_stack, api, tmp_path):
         page.get_by_label("Username").fill(airflow_stack.airflow_admin_user)
         page.get_by_label("Password").fill(airflow_stack.airflow_admin_password.get_secret_value())
         page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/auth/login" not in url)
         page.goto(f"{base}/dags/{DAG_ID}")
         page.get_by_role("button", name="Trigger").first.click()
         dialog = page.get_by_role("dialog")
-        dialog.get_by_label("Event date").fill(UI_DATE.isoformat())
+        dialog.locator("#element_event_date").fill(UI_DATE.isoformat())  # the param's date input
         dialog.get_by_role("button", name="Trigger").click()
         run_id = None
         deadline = time.monotonic() + 60
