@@ -23,6 +23,7 @@ def main(
     runs: int = typer.Option(3, min=3, help="Runs per figure (the median is reported)."),
     only: str = typer.Option(",".join(PHASES), help="Comma-separated phases to run."),
     keep: bool = typer.Option(False, help="Leave the benchmark's stack running afterwards."),
+    profile: bool = typer.Option(False, help="py-spy both streams during the first ingest run (bench-results/profiles/)."),
 ) -> None:
     from bench import machine, report
     from bench.config import BenchConfig
@@ -33,7 +34,7 @@ def main(
     if unknown:
         raise typer.BadParameter(f"unknown phases {sorted(unknown)}; choose from {PHASES}")
     config = BenchConfig.make(quick, events_per_day, runs)
-    result = Bench(config, out, keep=keep, phases=phases).run()
+    result = Bench(config, out, keep=keep, phases=phases, profile=profile).run()
     result["machine"] = machine.machine_info()
     result["versions"] = machine.versions()
     json_path, md_path = report.write(result, out)

@@ -106,9 +106,11 @@ def warm_up(settings: Settings, ledger: Ledger, timeout: float, log) -> None:
     wait_streams_caught_up(settings, timeout)
 
 
-def run_once(settings: Settings, ledger: Ledger, run: int, seconds: float, timeout: float, log) -> dict:
+def run_once(settings: Settings, ledger: Ledger, run: int, seconds: float, timeout: float, log,
+             profile_dir=None) -> dict:
     start = INGEST_DAY + timedelta(hours=run)
     log(f"ingest run {run + 1}: producer at full speed for {seconds:.0f}s")
+    spies = _start_profiles(settings, seconds, profile_dir, log) if profile_dir else {}
     t_start = time.time()
     stats = send(settings, messages(settings, seed=1000 + run, start=start, events_per_second=20_000), seconds)
     t_sent = time.time()
@@ -116,8 +118,10 @@ def run_once(settings: Settings, ledger: Ledger, run: int, seconds: float, timeo
     t_drained = wait_landed(settings, ledger, timeout)
     batches = bronze.commits(settings, t_start, t_drained + 1)
     landed_rate = steady_rate(batches)
+    overall = sum(rows for _, rows in batches) / max(t_drained - t_start, 1e-9)
     log(f"ingest run {run + 1}: sent {stats.sent:,} at {stats.rate:,.0f}/s; landed {landed_rate:,.0f} rows/s "
         f"over {len(batches)} commits; drained {t_drained - t_sent:.1f}s after the producer stopped")
+    profiles = _finish_profiles(spies)
     hw = high_watermarks(settings, settings.kafka_topic)
     check = bronze.completeness(settings, hw, ledger.well_formed)
     log(f"ingest run {run + 1}: completeness {'exact' if check['exact'] else 'NOT EXACT'}: {check}")
@@ -132,7 +136,38 @@ def run_once(settings: Settings, ledger: Ledger, run: int, seconds: float, timeo
         "producer_rate": stats.rate,
         "producer_seconds": stats.elapsed_s,
         "landed_rate": landed_rate,
+        "landed_rate_overall": overall,  # all rows of the run / (drained - start), idle gaps included
         "batches": batches,
         "drain_seconds": t_drained - t_sent,
         "completeness": check,
+        "profiles": profiles,
     }
+
+
+def _start_profiles(settings: Settings, seconds: float, profile_dir, log) -> dict:
+    from bench import profile
+    from bench.stack_ctl import STREAM_PROGRAMS, program_pid
+
+    if profile.py_spy() is None:
+        log("profile: py-spy not found; not profiling")
+        return {}
+    spies = {name: profile.start_tree(program_pid(settings, name), seconds, profile_dir, name)
+             for name in STREAM_PROGRAMS}
+    log(f"profile: py-spy sampling {sum(map(len, spies.values()))} Python processes of "
+        f"{', '.join(spies)} for {seconds:.0f}s into {profile_dir}")
+    return spies
+
+
+def _finish_profiles(spies: dict) -> dict:
+    from bench import profile
+
+    out = {}
+    for name, procs in spies.items():
+        for proc, _ in procs:
+            try:
+                proc.wait(timeout=60)
+            except Exception:  # noqa: BLE001
+                proc.kill()
+        paths = [path for _, path in procs]
+        out[name] = {"raw": [str(p) for p in paths], "summary": profile.summarize_many(paths)}
+    return out

@@ -68,6 +68,9 @@ def sample_tree(root_pid: int) -> Sample:
 
 
 def _loop(root_pid: int, interval: float, conn) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark stops us; Ctrl-C is for it
     samples = []
     while not conn.poll(0):
         t0 = time.monotonic()

@@ -33,6 +33,11 @@ def markdown(result: dict) -> str:
         f"Machine: {m['cores']} cores, {m['memory_bytes'] / 2**30:.0f} GiB, {m['cpu_model']}, {m['os']}. "
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".\n\n"
     )
+    loads = result.get("details", {}).get("load_average")
+    if loads:
+        head += ("Load average (1/5/15 min) at the start and after each phase: "
+                 + "; ".join(f"{k} {'/'.join(map(str, val))}" for k, val in loads.items())
+                 + f" (the machine has {m['cores']} cores; above that, other work competed).\n\n")
     return head + render_table(result["rows"])
 
 

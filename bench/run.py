@@ -37,6 +37,13 @@ def log(msg: str) -> None:
     print(f"[bench {datetime.now(timezone.utc):%H:%M:%S}] {msg}", flush=True)
 
 
+def load_average() -> list[float]:
+    """1/5/15-minute load averages: other work on the machine skews every figure."""
+    import os
+
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def _nan_safe(values):
     return [v for v in values if not (isinstance(v, float) and math.isnan(v))]
 
@@ -47,7 +54,9 @@ def _summary(values):
 
 
 class Bench:
-    def __init__(self, config: BenchConfig, out_dir: Path, keep: bool = False, phases: set[str] | None = None):
+    def __init__(self, config: BenchConfig, out_dir: Path, keep: bool = False, phases: set[str] | None = None,
+                 profile: bool = False):
+        self.profile = profile
         self.config = config
         self.out_dir = out_dir
         self.keep = keep
@@ -90,25 +99,26 @@ class Bench:
             stack_ctl.start(self.settings)
             self.details["stack_start_s"] = time.monotonic() - t0
             log(f"stack: up in {self.details['stack_start_s']:.0f}s; programs {stack_ctl.programs(self.settings)}")
-            if "ceiling" in self.phases:
-                self.phase_ceiling()
-            if "ingest" in self.phases:
-                self.phase_ingest_and_memory()
-            if "freshness" in self.phases:
-                self.phase_freshness()
-            if "batch" in self.phases:
-                self.phase_batch()
+            self.details["load_average"] = {"start": load_average()}
+            for phase, method in (("ceiling", self.phase_ceiling), ("ingest", self.phase_ingest_and_memory),
+                                  ("freshness", self.phase_freshness), ("batch", self.phase_batch)):
+                if phase in self.phases:
+                    method()
+                    self.details["load_average"][phase] = load_average()
+                    log(f"{phase} done; load average {self.details['load_average'][phase]}")
         finally:
             if self.keep:
                 log(f"stack left running (--keep): {self.settings.run_dir}")
             else:
                 log("stack: stopping and removing the run directory")
-                try:
-                    from lakehouse.platform import stack
+                from lakehouse.platform import stack
 
-                    stack.clean(self.settings)
-                except Exception as exc:  # noqa: BLE001
-                    log(f"stack clean failed: {exc}")
+                for attempt in (1, 2):
+                    try:
+                        stack.clean(self.settings)
+                        break
+                    except Exception as exc:  # noqa: BLE001 - a slow stop on a busy machine
+                        log(f"stack clean attempt {attempt} failed: {exc}")
                 shutil.rmtree(self.run_root, ignore_errors=True)
         return {"started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
                 "config": self.config.to_dict(), "rows": self.rows, "details": self.details}
@@ -159,10 +169,11 @@ class Bench:
             time.sleep(10 if self.config.quick else 20)
             self.details["idle_window"] = (t_idle, time.time())
             ledger = ingest.Ledger()
-            ingest.warm_up(self.settings, ledger, self.config.drain_timeout_s, log)
+            ingest.warm_up(self.settings, ledger, max(600.0, self.config.drain_timeout_s), log)
             for i in range(self.config.runs):
                 runs.append(ingest.run_once(self.settings, ledger, i, self.config.ingest_seconds,
-                                            self.config.drain_timeout_s, log))
+                                            self.config.drain_timeout_s, log,
+                                            profile_dir=self.out_dir / "profiles" if self.profile and i == 0 else None))
         except Exception as exc:  # noqa: BLE001
             if not runs:
                 self._failed("ingest", names, exc)
@@ -175,6 +186,8 @@ class Bench:
             self.details["ingest"] = runs
             rates = [r["landed_rate"] for r in runs]
             note = f"{len(runs)} × {self.config.ingest_seconds:.0f}s at full speed; both streams running"
+            if self.profile:
+                note += "; run 1 profiled with py-spy"
             self.rows.append(Row(*names[0][:3], _summary([r["producer_rate"] for r in runs]), None, note))
             self.rows.append(Row(*names[1][:3], _summary(rates), names[1][3], "bronze/events Delta commits, steady state"))
             if self.ceiling:
@@ -232,6 +245,9 @@ class Bench:
                 runs.append(freshness.run_once(self.settings, i, self.config.freshness_seconds, self.config.freshness_rate,
                                                self.config.poll_interval_s, 60.0, log))
             self.details["freshness"] = runs
+            if not any(r["visible"] for r in runs):
+                raise RuntimeError(f"no event became visible in realtime.events_per_minute in {len(runs)} runs "
+                                   "(is fast-aggregation running? see its log)")
             note = (f"{self.config.freshness_rate:,.0f} events/s for {self.config.freshness_seconds:.0f}s per run; "
                     f"poll every {self.config.poll_interval_s * 1000:.0f} ms")
             for (section, name, unit, target), key in zip(names[:3], ("p50", "p95", "p99")):

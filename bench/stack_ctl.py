@@ -48,6 +48,13 @@ def stop_programs(settings: Settings, names) -> None:
                 raise
 
 
+def program_pid(settings: Settings, name: str) -> int:
+    info = stack._proxy(settings).supervisor.getProcessInfo(name)  # noqa: SLF001
+    if not info.get("pid"):
+        raise RuntimeError(f"{name} is not running ({info.get('statename')})")
+    return int(info["pid"])
+
+
 def states(settings: Settings) -> dict[str, str]:
     return stack.process_states(settings)
 
