@@ -51,7 +51,7 @@ def _spark_config() -> dict:
     `spark_default` connection: local[2] by default, or a cluster / Spark
     Connect URL)."""
     return {
-        "spark.driver.memory": get_settings().spark_driver_memory,
+        "spark.driver.memory": get_settings().batch_spark_driver_memory,
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "4",
         "spark.ui.enabled": "false",

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         0.0, ge=0.0, le=1.0,
         description="Share of a date's rows that may break a critical rule before the quality gate fails (0 = strict).",
     )
+    batch_spark_driver_memory: str = Field(
+        "3g", description="Driver (= local executor) memory of the DAG's Spark tasks; a day of events is collected for the Delta commit."
+    )
     delta_vacuum_retention_hours: int = Field(
         168, ge=168, description="Vacuum keeps files younger than this (>= 7 days, time travel and slow readers)."
     )
