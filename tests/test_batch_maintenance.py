@@ -1,0 +1,53 @@
+"""Maintenance of the Delta tables with real delta-rs: closed partitions are
+compacted, open ones left alone, vacuum keeps the retention, data unchanged."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from deltalake import DeltaTable
+
+from lakehouse import testdata
+from lakehouse.batch import maintenance
+from tests.conftest import make_settings
+
+TODAY = date(2026, 11, 22)
+OLD, OPEN = date(2026, 11, 18), date(2026, 11, 21)
+
+
+def events(d: date, n: int, first: int) -> list[dict]:
+    t = datetime.combine(d, datetime.min.time(), tzinfo=timezone.utc)
+    return [{"event_id": f"{d}-{first + i}", "user_id": 1 + i, "event_type": "click", "page": "/home",
+             "timestamp": (t + timedelta(minutes=i)).isoformat(), "source": "web"} for i in range(n)]
+
+
+def files(table: DeltaTable, d: date) -> int:
+    return len(table.file_uris(file_pruning_predicate=f"event_date = '{d}'"))
+
+
+def test_compacts_closed_partitions_only_and_keeps_the_data(tmp_path):
+    settings = make_settings(tmp_path / "run")
+    for batch in range(4):  # four micro-batches per date: four small files each
+        for d in (OLD, OPEN):
+            rows = events(d, 5, batch * 5)
+            sent = [datetime.fromisoformat(r["timestamp"]) for r in rows]
+            testdata.write_bronze(settings, testdata.bronze_table(rows, sent, "t", 3, first_offset=batch * 100))
+    path = settings.table_path("bronze", "events")
+    before = DeltaTable(path).to_pyarrow_table().sort_by("event_id").to_pylist()
+    assert files(DeltaTable(path), OLD) == 4 and files(DeltaTable(path), OPEN) == 4
+
+    assert maintenance.closed_before(TODAY, settings.delta_compact_after_days) == OPEN
+    out = maintenance.maintain(settings, "bronze", TODAY)
+
+    table = DeltaTable(path)
+    assert files(table, OLD) == 1  # closed: compacted
+    assert files(table, OPEN) == 4  # may still receive late events: untouched
+    assert table.to_pyarrow_table().sort_by("event_id").to_pylist() == before
+    assert out["events"]["files_removed"] == 4 and out["events"]["vacuumed"] == 0  # < 7 days old: kept
+    assert "quarantine" not in out  # absent tables are skipped
+
+
+def test_retention_below_seven_days_is_refused():
+    with pytest.raises(ValueError):
+        make_settings("/tmp/unused", delta_vacuum_retention_hours=24)
