@@ -21,10 +21,11 @@ from producer.generator import EventGenerator, GeneratorConfig, Message
 from producer.sender import produce
 
 #: Simulated event rate of the test streams: 2,700 messages span 4.5 minutes
-#: of event time, so the 2-minute watermark closes two windows; a micro-batch
-#: of at most 400 records spans 40 s, less than the 1-minute margin between
-#: the watermark and the earliest "late" event (3 minutes late), so every late
-#: event after the warm-up batch is behind the watermark.
+#: of event time, so the 2-minute watermark closes two windows. "Late" events
+#: are 10-30 minutes late, far behind the watermark after the warm-up batch
+#: even when the watermark lags: a micro-batch (at most 400 records) spans 40 s,
+#: and after a restart Spark resumes with the watermark of the last planned
+#: batch, one batch behind an uninterrupted run.
 SIM_EVENTS_PER_SECOND = 10.0
 BATCH_RECORDS = 400
 
@@ -82,6 +83,7 @@ def messages(n: int, start: datetime, seed: int = 7) -> list[Message]:
     config = GeneratorConfig(
         seed=seed, start=start, events_per_second=SIM_EVENTS_PER_SECOND,
         duplicate_fraction=0.03, late_fraction=0.02, malformed_fraction=0.01, oversize_share=0.1,
+        late_minutes=(10, 30),
     )
     return EventGenerator(config).messages(n)
 
