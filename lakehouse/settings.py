@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # --- Airflow ------------------------------------------------------------
     airflow_host: str = "127.0.0.1"
     airflow_port: int = 8080
+    airflow_scheduler_health_port: int = Field(8974, description="Scheduler's /health server.")
+    airflow_worker_log_port: int = Field(8793, description="LocalExecutor workers' log server.")
+    airflow_trigger_log_port: int = Field(8794, description="Triggerer's log server.")
     airflow_admin_user: str = "admin"
     airflow_admin_password: SecretStr | None = None
     airflow_secret_key: SecretStr | None = None

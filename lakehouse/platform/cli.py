@@ -109,14 +109,32 @@ def clean() -> None:
     stack.log(f"removed {settings.run_dir}")
 
 
-@app.command()
-def psql(role: str = typer.Option("reader", help="reader, writer or superuser")) -> None:
-    """Open psql on the serving database as the read-only role."""
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command(context_settings=PASSTHROUGH)
+def psql(
+    ctx: typer.Context, role: str = typer.Option("reader", help="reader, writer or superuser")
+) -> None:
+    """psql on the serving database (read-only role by default); extra arguments
+    go to psql, e.g. `lakehouse psql -c 'SELECT * FROM gold.daily_active_users'`."""
     settings = get_settings()
     user, password = settings._role(role)
     env = {**os.environ, "PGPASSWORD": password or ""}
     dsn = f"host={settings.pg_host} port={settings.pg_port} dbname={settings.pg_database} user={user}"
-    sys.exit(subprocess.call(["psql", dsn], env=env))
+    sys.exit(subprocess.call(["psql", dsn, *ctx.args], env=env))
+
+
+@app.command("airflow", context_settings=PASSTHROUGH)
+def airflow_cli(ctx: typer.Context) -> None:
+    """The Airflow CLI with the embedded stack's configuration, e.g.
+    `lakehouse airflow dags trigger lakehouse_bronze_to_gold -c '{"event_date": "2026-11-20"}'`."""
+    settings = get_settings()
+    try:
+        env = {**os.environ, **airflow.environment(settings)}
+    except PlatformError as exc:
+        _fail(exc)
+    sys.exit(subprocess.call([airflow.airflow_bin(), *ctx.args], env=env))
 
 
 if __name__ == "__main__":

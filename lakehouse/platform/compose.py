@@ -23,7 +23,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 #: Airflow components checked through their job heartbeat in the metadata DB.
 JOB_TYPES = {"airflow-dag-processor": "DagProcessorJob", "airflow-triggerer": "TriggererJob"}
-SCHEDULER_HEALTH_URL = "http://127.0.0.1:8974/health"  # AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK
 
 
 @app.command()
@@ -71,7 +70,8 @@ def health(
     if service == "airflow-api-server":
         ok = _http_ok(airflow.base_url(settings) + "/api/v2/monitor/health")
     elif service == "airflow-scheduler":
-        ok = _http_ok(SCHEDULER_HEALTH_URL)
+        # the scheduler's own /health server (AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK)
+        ok = _http_ok(f"http://127.0.0.1:{settings.airflow_scheduler_health_port}/health")
     elif service in JOB_TYPES:
         env = {**os.environ, **airflow.environment(settings)}
         res = subprocess.run(

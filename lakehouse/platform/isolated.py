@@ -27,6 +27,9 @@ def isolated_settings(run_dir: Path | str, **overrides) -> Settings:
         pg_port=free_port(),
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
         airflow_port=free_port(),
+        airflow_scheduler_health_port=free_port(),
+        airflow_worker_log_port=free_port(),
+        airflow_trigger_log_port=free_port(),
         grafana_bin="/nonexistent/grafana",
     )
     values.update(overrides)
