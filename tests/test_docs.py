@@ -59,7 +59,7 @@ def _lakehouse_commands() -> dict[str, set[str] | None]:
     whose unknown options go to the wrapped program."""
     group = typer.main.get_command(lakehouse_app)
     return {
-        name: None if cmd.ignore_unknown_options else {o for p in cmd.params for o in getattr(p, "opts", [])}
+        name: None if cmd.context_settings.get("ignore_unknown_options") else {o for p in cmd.params for o in getattr(p, "opts", [])}
         for name, cmd in group.commands.items()
     }
 
