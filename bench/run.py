@@ -53,6 +53,39 @@ def _summary(values):
     return summarize(values) if values else None
 
 
+def memory_rows(names, samples, idle_window, runs) -> list[Row]:
+    """Rows of the memory figures from (time, rss, pss, processes) samples.
+    Idle: the idle window split in three, the median sample of each third.
+    Per ingest run: steady = median sample while producing, peak = max sample
+    from start to drained. A sample whose PSS could not be read (a process
+    exiting mid-read) is left out of the PSS figures only."""
+    def pss(ss):
+        return [p / GB for _, _, p, _ in ss if p is not None]
+
+    t0, t1 = idle_window
+    third = (t1 - t0) / 3
+    idle = [summarize(v).median for v in
+            (pss([x for x in samples if t0 + i * third <= x[0] <= t0 + (i + 1) * third]) for i in range(3)) if v]
+    steady, peak_pss, peak_rss = [], [], []
+    for r in runs:
+        during = [x for x in samples if r["t_start"] <= x[0] <= r["t_drained"]]
+        producing = [x for x in during if x[0] <= r["t_sent"]] or during
+        if pss(producing):
+            steady.append(summarize(pss(producing)).median)
+        if pss(during):
+            peak_pss.append(max(pss(during)))
+        if during:
+            peak_rss.append(max(x[1] for x in during) / GB)
+    nmax = max(x[3] for x in samples)
+    return [
+        Row(*names[0][:3], _summary(idle), names[0][3],
+            f"median sample in each third of the idle window before the first event; {nmax} processes at most"),
+        Row(*names[1][:3], _summary(steady), names[1][3], "median sample while producing"),
+        Row(*names[2][:3], _summary(peak_pss), names[2][3], "max sample, start to drained"),
+        Row(*names[3][:3], _summary(peak_rss), names[3][3], "upper bound: RSS counts shared pages once per process"),
+    ]
+
+
 class Bench:
     def __init__(self, config: BenchConfig, out_dir: Path, keep: bool = False, phases: set[str] | None = None,
                  profile: bool = False):
@@ -164,7 +197,7 @@ class Bench:
             self._require_programs(*stack_ctl.STREAM_PROGRAMS)
             from bench import ingest
 
-            sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 0.5).start()
+            sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 2.0).start()
             t_idle = time.time()
             time.sleep(10 if self.config.quick else 20)
             self.details["idle_window"] = (t_idle, time.time())
@@ -205,29 +238,12 @@ class Bench:
             why = self.details.get("ingest", {}).get("not_run") if isinstance(self.details.get("ingest"), dict) else None
             self._failed("memory", names, NotRun(why or "not run: no ingest run to sample"))
             return
-        pss_ok = all(s.pss is not None for s in samples)
-        t_idle = self.details["idle_window"]
-        idle = [s.pss / GB for s in samples if t_idle[0] <= s.t <= t_idle[1] and s.pss is not None]
-        steady, peak_pss, peak_rss = [], [], []
-        for r in runs:
-            during = [s for s in samples if r["t_start"] <= s.t <= r["t_drained"]]
-            if not during:
-                continue
-            if pss_ok:
-                steady.append(summarize([s.pss / GB for s in during if r["t_start"] <= s.t <= r["t_sent"]] or
-                                        [s.pss / GB for s in during]).median)
-                peak_pss.append(max(s.pss for s in during) / GB)
-            peak_rss.append(max(s.rss for s in during) / GB)
         self.details["memory"] = {
             "samples": [(s.t, s.rss, s.pss, s.processes) for s in samples],
             "processes_max": max(s.processes for s in samples),
         }
-        n = f"over supervisord's tree (max {self.details['memory']['processes_max']} processes)"
-        self.rows.append(Row(*names[0][:3], _summary(idle) if idle else None, names[0][3],
-                             f"median of samples before the first event, {n}" if idle else "PSS unreadable"))
-        self.rows.append(Row(*names[1][:3], _summary(steady), names[1][3], "median sample while producing"))
-        self.rows.append(Row(*names[2][:3], _summary(peak_pss), names[2][3], "max sample, start to drained"))
-        self.rows.append(Row(*names[3][:3], _summary(peak_rss), names[3][3], "RSS counts shared pages per process"))
+        self.rows += memory_rows(names, [(s.t, s.rss, s.pss, s.processes) for s in samples],
+                                 self.details["idle_window"], runs)
 
     def phase_freshness(self) -> None:
         names = [
