@@ -111,13 +111,20 @@ def test_realtime_counts_equal_independent_counts_for_closed_windows(run):
 
 def test_progress_rows_for_both_queries(run):
     settings, _, _ = run
-    with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT query_name, sum(input_rows), max(batch_id), min(lag) FROM ops.stream_progress "
-            "WHERE end_offsets ? %s GROUP BY query_name", (settings.kafka_topic,)
-        )
-        got = {r[0]: r[1:] for r in cur.fetchall()}
-    conn.close()
+
+    def recorded():
+        with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT query_name, sum(input_rows), max(batch_id), min(lag) FROM ops.stream_progress "
+                "WHERE end_offsets ? %s GROUP BY query_name", (settings.kafka_topic,)
+            )
+            got = {r[0]: r[1:] for r in cur.fetchall()}
+        conn.close()
+        return got
+
+    # the listener runs asynchronously: the last batch's row may land a moment later
+    wait_for(lambda: all(v[0] == N for v in recorded().values()) and len(recorded()) == 2, 60, "progress rows")
+    got = recorded()
     assert set(got) == {"raw-landing", "fast-aggregation"}
     for name, (rows, max_batch, min_lag) in got.items():
         assert rows == N, name
