@@ -113,6 +113,8 @@ def fmt(value: float | None, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     a = abs(value)
+    if float(value).is_integer() and a < 1000:
+        return f"{int(value)} {unit}".rstrip()  # counts: 0, not 0.000
     if a >= 100:
         s = f"{value:,.0f}"
     elif a >= 10:

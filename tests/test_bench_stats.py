@@ -77,13 +77,15 @@ def test_target_verdicts_and_table():
     assert at_most.met(math.nan) is None
     rows = [
         Row("Ingest", "landed rate", "events/s", summarize([21_000, 19_000, 25_000]), at_least),
-        Row("Freshness", "p95", "s", summarize([6.0, 7.0, 8.0]), at_most),
+        Row("Freshness", "p95", "s", summarize([6.5, 7.25, 8.0]), at_most),
+        Row("Ingest", "missing", "", summarize([0, 0, 0]), Target("<=", 0, "0")),
         Row("Batch", "DAG wall time", "s", None, note="not run: DAG not landed"),
     ]
     table = render_table(rows)
     lines = table.strip().splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 6
     assert "| Ingest: landed rate | 21,000 events/s | 19,000 – 25,000 | 3 | ≥ 20,000 | met |" in lines[2]
-    assert "| Freshness: p95 | 7.00 s | 6.00 – 8.00 | 3 | ≤ 5 s | MISSED |" in lines[3]
-    assert "not run: DAG not landed" in lines[4] and "| — |" in lines[4]
-    assert rows[2].to_dict()["summary"] is None
+    assert "| Freshness: p95 | 7.25 s | 6.50 – 8 | 3 | ≤ 5 s | MISSED |" in lines[3]
+    assert "| Ingest: missing | 0 | 0 – 0 | 3 | 0 | met |" in lines[4]
+    assert "not run: DAG not landed" in lines[5] and "| — |" in lines[5]
+    assert rows[3].to_dict()["summary"] is None
