@@ -87,3 +87,24 @@ class GracefulStop:
         if exc is not None and StopRequested.__name__ not in str(exc):
             raise exc
         log.info("query %s stopped", query.name)
+
+
+def run_streaming_job(query_name: str, start, target: str) -> None:
+    """Entry point shared by the streaming jobs: one Spark session, the
+    graceful-stop handler, the progress listener, then block until stopped.
+    `start(spark, settings, stop)` starts the job's query; `target` is logged."""
+    from lakehouse.progress import ProgressRecorder
+    from lakehouse.settings import get_settings
+    from lakehouse.spark import spark_session
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    spark = spark_session(settings, query_name)
+    stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
+    spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), [query_name]))
+    query = start(spark, settings, stop)
+    log.info("%s started: topic %s -> %s", query_name, settings.kafka_topic, target)
+    try:
+        stop.run(query)
+    finally:
+        spark.stop()

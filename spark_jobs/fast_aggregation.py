@@ -17,10 +17,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse import realtime
-from lakehouse.progress import ProgressRecorder
-from lakehouse.settings import Settings, get_settings
-from lakehouse.spark import spark_session
-from lakehouse.streaming import GracefulStop, kafka_stream
+from lakehouse.settings import Settings
+from lakehouse.streaming import GracefulStop, kafka_stream, run_streaming_job
 from lakehouse.validation import valid_events
 
 QUERY_NAME = "fast-aggregation"
@@ -63,17 +61,7 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
-    spark = spark_session(settings, QUERY_NAME)
-    stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
-    spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), [QUERY_NAME]))
-    query = start(spark, settings, stop)
-    log.info("%s started: topic %s -> realtime", QUERY_NAME, settings.kafka_topic)
-    try:
-        stop.run(query)
-    finally:
-        spark.stop()
+    run_streaming_job(QUERY_NAME, start, "realtime")
 
 
 if __name__ == "__main__":

@@ -26,10 +26,8 @@ from lakehouse.contract import (
     BRONZE_QUARANTINE_PARTITION,
     BRONZE_QUARANTINE_SCHEMA,
 )
-from lakehouse.progress import ProgressRecorder
-from lakehouse.settings import Settings, get_settings
-from lakehouse.spark import spark_session
-from lakehouse.streaming import GracefulStop, checkpoint_query_id, kafka_stream
+from lakehouse.settings import Settings
+from lakehouse.streaming import GracefulStop, checkpoint_query_id, kafka_stream, run_streaming_job
 from lakehouse.validation import parse_messages, split_bronze
 
 QUERY_NAME = "raw-landing"
@@ -96,17 +94,7 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
-    spark = spark_session(settings, QUERY_NAME)
-    stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
-    spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), [QUERY_NAME]))
-    query = start(spark, settings, stop)
-    log.info("%s started: topic %s -> %s", QUERY_NAME, settings.kafka_topic, settings.table_path("bronze", "events"))
-    try:
-        stop.run(query)
-    finally:
-        spark.stop()
+    run_streaming_job(QUERY_NAME, start, "bronze/events, bronze/quarantine")
 
 
 if __name__ == "__main__":
