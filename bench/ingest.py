@@ -75,8 +75,8 @@ class Ledger:
 
 def wait_landed(settings: Settings, ledger: Ledger, timeout: float) -> float:
     """Block until bronze + quarantine hold as many rows as were sent; returns the time."""
-    wait_for(lambda: bronze.landed(settings) >= ledger.sent, timeout, 0.5,
-             f"raw landing to commit {ledger.sent} records")
+    wait_for(lambda: bronze.landed(settings) >= ledger.sent, timeout,
+             f"raw landing to commit {ledger.sent} records", every=0.5)
     return time.time()
 
 
@@ -93,7 +93,7 @@ def wait_streams_caught_up(settings: Settings, timeout: float) -> None:
         )
         return len(rows) >= 2 and all(lag == 0 for _, lag in rows)
 
-    wait_for(caught_up, timeout, 1.0, "both streams to report zero lag")
+    wait_for(caught_up, timeout, "both streams to report zero lag", every=1.0)
 
 
 def warm_up(settings: Settings, ledger: Ledger, timeout: float, log) -> None:

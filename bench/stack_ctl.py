@@ -4,7 +4,8 @@ the producer itself), and stopping single programs between phases."""
 
 from __future__ import annotations
 
-import time
+from lakehouse.polling import wait_for  # noqa: F401  (re-exported for bench modules)
+
 from pathlib import Path
 
 import psycopg2
@@ -71,12 +72,3 @@ def query(settings: Settings, sql: str, params=()) -> list[tuple]:
         conn.close()
 
 
-def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)

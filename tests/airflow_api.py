@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 from lakehouse.platform.airflow import base_url
+from lakehouse.polling import wait_for
 from lakehouse.settings import Settings
 
 
@@ -39,11 +39,4 @@ class AirflowAPI:
         return self.call("GET", path)
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 2.0):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+        return wait_for(predicate, timeout, what, every=interval)

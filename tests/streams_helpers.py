@@ -3,10 +3,11 @@ produced messages with their expected outcome, and readers of the results."""
 
 from __future__ import annotations
 
+from lakehouse.polling import wait_for  # noqa: F401  (re-exported for the stream tests)
+
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -160,14 +161,6 @@ def delta_rows(settings: Settings, name: str) -> list[dict]:
         return []
 
 
-def wait_for(predicate, timeout: float, what: str, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def progress_consumed(settings: Settings, query_name: str) -> int:
