@@ -1,42 +1,46 @@
-"""A tiny client for Airflow 3's REST API (token login + JSON calls), shared by tests."""
+"""A small client for Airflow 3's REST API (token login, then JSON calls),
+shared by the tests that drive a running stack."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
+import requests
 
-from lakehouse.platform.airflow import base_url
+from lakehouse.platform import airflow
 from lakehouse.polling import wait_for
-from lakehouse.settings import Settings
 
 
-class AirflowAPI:
-    def __init__(self, settings: Settings):
-        self.base = base_url(settings)
-        body = json.dumps(
-            {
-                "username": settings.airflow_admin_user,
-                "password": settings.airflow_admin_password.get_secret_value(),
-            }
-        ).encode()
-        req = urllib.request.Request(
-            f"{self.base}/auth/token", data=body, headers={"Content-Type": "application/json"}, method="POST"
-        )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            self.token = json.load(r)["access_token"]
+def token(settings) -> str:
+    resp = requests.post(
+        f"{airflow.base_url(settings)}/auth/token",
+        json={"username": settings.airflow_admin_user,
+              "password": settings.airflow_admin_password.get_secret_value()},
+        timeout=30,
+    )
+    resp.raise_for_status()
+    return resp.json()["access_token"]
 
-    def call(self, method: str, path: str, payload: dict | None = None) -> dict:
-        req = urllib.request.Request(
-            f"{self.base}/api/v2{path}",
-            data=json.dumps(payload).encode() if payload is not None else None,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-            method=method,
-        )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.load(r)
 
-    def get(self, path: str) -> dict:
-        return self.call("GET", path)
+class Api:
+    def __init__(self, settings):
+        self.base = f"{airflow.base_url(settings)}/api/v2"
+        self.headers = {"Authorization": f"Bearer {token(settings)}"}
 
-    def wait_for(self, predicate, timeout: float, what: str, interval: float = 2.0):
-        return wait_for(predicate, timeout, what, every=interval)
+    def get(self, path: str, **kw) -> requests.Response:
+        return requests.get(self.base + path, headers=self.headers, timeout=30, **kw)
+
+    def post(self, path: str, body: dict) -> requests.Response:
+        return requests.post(self.base + path, headers=self.headers, json=body, timeout=30)
+
+
+def wait_for_dag(api: Api, dag_id: str, timeout: float = 240) -> dict:
+    resp = wait_for(lambda: (r := api.get(f"/dags/{dag_id}")).status_code == 200 and r,
+                    timeout, f"{dag_id} to appear in the API", every=3)
+    return resp.json()
+
+
+def wait_for_run(api: Api, dag_id: str, run_id: str, timeout: float = 900) -> dict:
+    def finished():
+        run = api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()
+        return run if run.get("state") in ("success", "failed") else None
+
+    return wait_for(finished, timeout, f"run {run_id} of {dag_id} to finish", every=5)

@@ -9,10 +9,10 @@ import time
 from datetime import date
 
 import pytest
-import requests
 
 from lakehouse import testdata
 from lakehouse.platform import airflow
+from tests.airflow_api import Api, wait_for_dag, wait_for_run
 from tests.batch_helpers import assert_gold_matches
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -25,53 +25,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def token(settings) -> str:
-    resp = requests.post(
-        f"{airflow.base_url(settings)}/auth/token",
-        json={"username": settings.airflow_admin_user,
-              "password": settings.airflow_admin_password.get_secret_value()},
-        timeout=30,
-    )
-    resp.raise_for_status()
-    return resp.json()["access_token"]
-
-
-class Api:
-    def __init__(self, settings):
-        self.base = f"{airflow.base_url(settings)}/api/v2"
-        self.headers = {"Authorization": f"Bearer {token(settings)}"}
-
-    def get(self, path: str, **kw):
-        return requests.get(self.base + path, headers=self.headers, timeout=30, **kw)
-
-    def post(self, path: str, body: dict):
-        return requests.post(self.base + path, headers=self.headers, json=body, timeout=30)
-
-
-def wait_for_dag(api: Api, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        resp = api.get(f"/dags/{DAG_ID}")
-        if resp.status_code == 200:
-            return resp.json()
-        time.sleep(3)
-    raise AssertionError(f"{DAG_ID} never appeared in the API: {resp.status_code} {resp.text[:300]}")
-
-
-def wait_for_run(api: Api, run_id: str, timeout: float = 900) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}").json()
-        if run.get("state") in ("success", "failed"):
-            return run
-        time.sleep(5)
-    raise AssertionError(f"run {run_id} did not finish: {run}")
-
-
 @pytest.fixture(scope="module")
 def api(airflow_stack):
     api = Api(airflow_stack)
-    dag = wait_for_dag(api)
+    dag = wait_for_dag(api, DAG_ID)
     assert dag["is_paused"] is False  # DAGS_ARE_PAUSED_AT_CREATION=False (docs/batch.md)
     errors = api.get("/importErrors").json()
     assert errors["total_entries"] == 0, errors
@@ -82,7 +39,7 @@ def test_rest_triggered_run_succeeds(airflow_stack, api):
     expected = testdata.write_bronze_day(airflow_stack, REST_DATE, 2000, seed=11)
     resp = api.post(f"/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {"event_date": REST_DATE.isoformat()}})
     assert resp.status_code == 200, resp.text
-    run = wait_for_run(api, resp.json()["dag_run_id"])
+    run = wait_for_run(api, DAG_ID, resp.json()["dag_run_id"])
     assert run["state"] == "success", run
     assert_gold_matches(airflow_stack, expected)
 
@@ -121,7 +78,7 @@ def test_ui_trigger_button_runs_the_dag(airflow_stack, api, tmp_path):
             run_id = new[0] if new else None
             time.sleep(1)
         assert run_id, "the Trigger button created no run"
-        run = wait_for_run(api, run_id)
+        run = wait_for_run(api, DAG_ID, run_id)
         page.goto(f"{base}/dags/{DAG_ID}/runs/{run_id}")
         expect(page.get_by_text("success").first).to_be_visible(timeout=60_000)
         page.screenshot(path=str(tmp_path / "airflow_run_success.png"), full_page=True)

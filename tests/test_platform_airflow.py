@@ -9,7 +9,8 @@ import urllib.request
 import pytest
 
 from lakehouse.platform.airflow import DAGS_DIR, base_url
-from tests.airflow_api import AirflowAPI
+from lakehouse.polling import wait_for
+from tests.airflow_api import Api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -20,15 +21,13 @@ def repository_dag_ids() -> set[str]:
 
 
 def test_health_endpoint_reports_healthy(airflow_stack):
-    api = AirflowAPI(airflow_stack)
-
     def healthy():
         with urllib.request.urlopen(base_url(airflow_stack) + "/api/v2/monitor/health", timeout=10) as r:
             h = json.load(r)
         ok = all(h[c]["status"] == "healthy" for c in ("metadatabase", "scheduler", "triggerer", "dag_processor"))
         return h if ok else None
 
-    api.wait_for(healthy, 120, "every Airflow component to report healthy")
+    wait_for(healthy, 120, "every Airflow component to report healthy", every=2)
 
 
 def test_login_is_required(airflow_stack):
@@ -38,14 +37,14 @@ def test_login_is_required(airflow_stack):
 
 
 def test_rest_api_lists_repository_dags_without_import_errors(airflow_stack):
-    api = AirflowAPI(airflow_stack)
+    api = Api(airflow_stack)
     expected = repository_dag_ids()
     assert expected, "dags/ holds no DAG file"
 
     def listed():
-        ids = {d["dag_id"] for d in api.get("/dags?limit=100")["dags"]}
+        ids = {d["dag_id"] for d in api.get("/dags", params={"limit": 100}).json()["dags"]}
         return ids if expected <= ids else None
 
-    api.wait_for(listed, 180, f"DAGs {sorted(expected)} to be listed")
-    errors = api.get("/importErrors")
+    wait_for(listed, 180, f"DAGs {sorted(expected)} to be listed", every=2)
+    errors = api.get("/importErrors").json()
     assert errors["total_entries"] == 0, errors
