@@ -439,27 +439,33 @@ def _kafka_error(code: int, doing: str) -> Exception:
     return for_code(code)(f"{SHORT_NAME}: error {code} {doing}")
 
 
-def read_range(opts: KafkaOptions, part: KafkaPartition) -> Iterator:
-    """Yield the records [part.start, part.end) as Arrow record batches."""
+def raw_batch(part: KafkaPartition, rec: Records):
+    """Decoded records as one Arrow batch of SCHEMA (the columns of Spark's Kafka source)."""
     import pyarrow as pa
 
     schema = arrow_schema()
-    ts_type = schema.field("timestamp").type
+    n = len(rec)
+    arrays = [
+        pa.array(rec.keys, pa.binary()),
+        pa.array(rec.values, pa.binary()),
+        pa.repeat(pa.scalar(part.topic, pa.string()), n),
+        pa.repeat(pa.scalar(part.partition, pa.int32()), n),
+        pa.array(rec.offsets, pa.int64()),
+        pa.array(rec.timestamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(schema.field("timestamp").type),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def read_range(opts: KafkaOptions, part: KafkaPartition, to_batch=raw_batch) -> Iterator:
+    """Yield the records [part.start, part.end) as Arrow record batches of at
+    most opts.arrow_batch_rows records, each built by `to_batch(part, records)`."""
     rec = Records.empty()
     max_bytes = opts.fetch_max_bytes
 
     def batch():
-        n = len(rec)
-        arrays = [
-            pa.array(rec.keys, pa.binary()),
-            pa.array(rec.values, pa.binary()),
-            pa.array([part.topic] * n, pa.string()),
-            pa.array([part.partition] * n, pa.int32()),
-            pa.array(rec.offsets, pa.int64()),
-            pa.array(rec.timestamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(ts_type),
-        ]
+        out = to_batch(part, rec)
         rec.clear()
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+        return out
 
     client = FetchClient(opts.bootstrap_servers, part.topic)
     try:

@@ -1,5 +1,5 @@
-"""What both streaming queries share: the Kafka source, the checkpoint's
-query id, and a graceful stop on SIGINT/SIGTERM.
+"""What both streaming queries share: the validated events source, the
+checkpoint's query id, and a graceful stop on SIGINT/SIGTERM.
 
 Graceful stop: the signal handler only sets a flag. The main thread then waits
 until no trigger is running and stops the query between micro-batches, so no
@@ -22,7 +22,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from lakehouse.kafka_source import register
+from lakehouse.event_source import SHORT_NAME, register
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,12 @@ class StopRequested(RuntimeError):
     """Raised by a micro-batch that began after a stop was requested."""
 
 
-def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
-    """The events topic as a streaming DataFrame (lakehouse.kafka_source)."""
+def events_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The events topic as a streaming DataFrame of validated messages
+    (lakehouse.event_source; columns lakehouse.validation.PARSED_SCHEMA)."""
     register(spark)
     return (
-        spark.readStream.format("lakehouse_kafka")
+        spark.readStream.format(SHORT_NAME)
         .option("bootstrap.servers", settings.kafka_bootstrap_servers)
         .option("subscribe", settings.kafka_topic)
         .option("startingOffsets", settings.stream_starting_offsets)

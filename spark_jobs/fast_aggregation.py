@@ -1,4 +1,4 @@
-"""Fast aggregation: Kafka -> valid events -> one-minute event-time windows
+"""Fast aggregation: Kafka (validated in the source) -> valid events -> one-minute event-time windows
 (watermark, event_id de-duplication) -> PostgreSQL realtime tables.
 
 Output mode update: every micro-batch upserts the windows it changed, with
@@ -14,23 +14,25 @@ from __future__ import annotations
 import logging
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse import realtime
 from lakehouse.settings import Settings
-from lakehouse.streaming import GracefulStop, kafka_stream, run_streaming_job
-from lakehouse.validation import valid_events
+from lakehouse.streaming import GracefulStop, events_stream, run_streaming_job
 
 QUERY_NAME = "fast-aggregation"
 log = logging.getLogger(__name__)
 
 
 def extract(spark: SparkSession, settings: Settings) -> DataFrame:
-    return kafka_stream(spark, settings)
+    return events_stream(spark, settings)
 
 
-def transform(kafka_rows: DataFrame, settings: Settings) -> DataFrame:
-    return realtime.window_counts(valid_events(kafka_rows), settings.realtime_watermark_minutes)
+def transform(messages: DataFrame, settings: Settings) -> DataFrame:
+    """Validated messages -> per-window counts of the valid events."""
+    events = messages.where(F.col("reason").isNull()).select("event_id", "event_type", "source", "event_ts")
+    return realtime.window_counts(events, settings.realtime_watermark_minutes)
 
 
 def load(settings: Settings, windows: DataFrame) -> None:

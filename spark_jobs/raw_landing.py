@@ -1,4 +1,4 @@
-"""Raw landing: Kafka -> validation -> Delta bronze/events + bronze/quarantine.
+"""Raw landing: Kafka (validated in the source) -> Delta bronze/events + bronze/quarantine.
 
 Exactly once per Kafka record: each micro-batch is appended to each table
 under a Delta application transaction (app id = query name, table and the
@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse import delta_io
@@ -27,20 +25,20 @@ from lakehouse.contract import (
     BRONZE_QUARANTINE_SCHEMA,
 )
 from lakehouse.settings import Settings
-from lakehouse.streaming import GracefulStop, checkpoint_query_id, kafka_stream, run_streaming_job
-from lakehouse.validation import parse_messages, split_bronze
+from lakehouse.streaming import GracefulStop, checkpoint_query_id, events_stream, run_streaming_job
+from lakehouse.validation import split_bronze
 
 QUERY_NAME = "raw-landing"
 log = logging.getLogger(__name__)
 
 
 def extract(spark: SparkSession, settings: Settings) -> DataFrame:
-    return kafka_stream(spark, settings)
+    return events_stream(spark, settings)
 
 
-def transform(batch: DataFrame, ingest_ts: datetime) -> tuple[pa.Table, pa.Table]:
-    """One micro-batch of Kafka rows -> (bronze events, quarantine rows) in Arrow."""
-    return split_bronze(parse_messages(batch, F.lit(ingest_ts)).toArrow())
+def transform(batch: DataFrame) -> tuple[pa.Table, pa.Table]:
+    """One micro-batch of validated messages -> (bronze events, quarantine rows) in Arrow."""
+    return split_bronze(batch.toArrow())
 
 
 def load(settings: Settings, events: pa.Table, quarantine: pa.Table, app_prefix: str, batch_id: int) -> tuple[bool, bool]:
@@ -77,7 +75,7 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
         if "app" not in prefix:  # Spark has written the checkpoint metadata by now
             prefix["app"] = f"{QUERY_NAME}:{checkpoint_query_id(ckpt)}"
         t0 = time.monotonic()
-        events, quarantine = transform(batch, datetime.now(timezone.utc))
+        events, quarantine = transform(batch)
         t1 = time.monotonic()
         wrote = load(settings, events, quarantine, prefix["app"], batch_id)
         log.info("batch %s: %s events, %s quarantined (committed: %s, %s); read+validate %.2fs, Delta %.2fs",

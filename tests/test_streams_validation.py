@@ -1,4 +1,5 @@
-"""Validation rules on tiny hand-made Kafka frames (real Spark, no broker)."""
+"""Validation rules on tiny hand-made Kafka records (pure Python, as the
+events source runs them in Spark's Python workers)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from pyspark.sql import functions as F
+import pyarrow as pa
 
 from lakehouse.contract import BRONZE_EVENTS_SCHEMA, BRONZE_QUARANTINE_SCHEMA, MAX_MESSAGE_BYTES
-from lakehouse.settings import get_settings
-from lakehouse.spark import spark_session
-from lakehouse.validation import parse_messages, reason_code, split_bronze, valid_events
+from lakehouse.validation import PARSED_SCHEMA, check_message, parse_records, reason_code, split_bronze
 
 INGEST = datetime(2026, 11, 21, 12, tzinfo=timezone.utc)
+INGEST_US = int(INGEST.timestamp()) * 1_000_000
 GOOD = {
     "event_id": "0b8e7c1e-3f0a-4a5e-9c1d-2b3c4d5e6f70",
     "user_id": 5,
@@ -56,21 +56,35 @@ CASES = [
     (event(timestamp="yesterday"), "invalid_timestamp"),
     (event(timestamp="1970-01-01T00:00:00Z"), "absurd_timestamp"),
     (event(timestamp="2026-11-23T00:00:00Z"), "absurd_timestamp"),
+    # edges of the fast path (strict typed decoding) and the rule-by-rule path agreeing
+    (json.dumps({**GOOD, "extra": "x"}).encode()[:-1] + b', "junk": "\xff"}', "undecodable"),
+    (event() + b" trailing", "invalid_json"),
+    (event(user_id=float("nan")), "invalid_json"),
+    (b"null", "not_an_object"),
+    (b'  "text"', "not_an_object"),
+    (event(user_id=True), "wrong_type:user_id"),
+    (event(user_id=2**63), "wrong_type:user_id"),
+    (event(user_id=2**64 + 1), "wrong_type:user_id"),
+    (event(user_id=-3), "invalid_user_id"),
+    (event(event_id=GOOD["event_id"] + "\n"), "invalid_event_id"),
+    (event(event_id=None, user_id="5"), "wrong_type:event_id"),
+    (event(user_id=DROP, source=DROP), "missing_field:user_id"),
+    (event(timestamp="2026-02-30T00:00:00Z"), "invalid_timestamp"),
+    (event(timestamp="2026-11-21T11:59:00.123456789+00:00"), None),
+    (event(timestamp="2026-11-21 11:59Z"), None),
+    (json.dumps({**GOOD, "user_id": 1, "user_id2": 2}).replace('"user_id2"', '"user_id"').encode(), None),
 ]
 
 
-@pytest.fixture(scope="module")
-def spark():
-    return spark_session(get_settings(), "test-validation")
+def records(values):
+    values = list(values)
+    n = len(values)
+    return parse_records("events", 2, [b"5"] * n, values, list(range(n)), [1_700_000_000_000] * n, INGEST_US)
 
 
 @pytest.fixture(scope="module")
-def parsed(spark):
-    rows = [(b"5", value, "events", i % 3, i, INGEST) for i, (value, _) in enumerate(CASES)]
-    df = spark.createDataFrame(
-        rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
-    )
-    return parse_messages(df, F.lit(INGEST)).toArrow()
+def parsed():
+    return pa.Table.from_batches([records(v for v, _ in CASES)])
 
 
 def test_each_rule_gives_its_reason(parsed):
@@ -82,7 +96,8 @@ def test_split_gives_contract_schemas_and_keeps_raw_bytes(parsed):
     events, quarantine = split_bronze(parsed)
     assert events.schema == BRONZE_EVENTS_SCHEMA
     assert quarantine.schema == BRONZE_QUARANTINE_SCHEMA
-    assert events.num_rows == 3 and quarantine.num_rows == len(CASES) - 3
+    n_valid = sum(reason is None for _, reason in CASES)
+    assert events.num_rows == n_valid and quarantine.num_rows == len(CASES) - n_valid
     first = events.to_pylist()[0]
     assert first["raw_payload"] == CASES[0][0].decode()
     assert first["user_id"] == 5 and first["event_date"].isoformat() == "2026-11-21"
@@ -95,12 +110,18 @@ def test_split_gives_contract_schemas_and_keeps_raw_bytes(parsed):
     assert all(r["ingest_date"].isoformat() == "2026-11-21" for r in quarantine.to_pylist())
 
 
-def test_valid_events_keeps_only_well_formed(spark):
-    rows = [(b"5", v, "events", 0, i, INGEST) for i, (v, _) in enumerate(CASES[:6])]
-    df = spark.createDataFrame(
-        rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
-    )
-    assert valid_events(df).count() == 3
+def test_fast_path_and_rule_by_rule_path_agree(parsed):
+    got = parsed["reason"].to_pylist()
+    assert [check_message(v, INGEST_US)[0] for v, _ in CASES] == got
+
+
+def test_parsed_batch_has_the_schema_spark_is_told_and_kafka_coordinates(parsed):
+    assert parsed.schema == PARSED_SCHEMA
+    row = parsed.slice(0, 1).to_pylist()[0]
+    assert (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]) == ("events", 2, 0)
+    assert row["kafka_timestamp"] == datetime.fromtimestamp(1_700_000_000, timezone.utc)
+    assert row["ingest_ts"] == INGEST and row["ingest_date"].isoformat() == "2026-11-21"
+    assert records([]).num_rows == 0
 
 
 def test_reason_code():
