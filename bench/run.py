@@ -132,6 +132,9 @@ class Bench:
             stack_ctl.start(self.settings)
             self.details["stack_start_s"] = time.monotonic() - t0
             log(f"stack: up in {self.details['stack_start_s']:.0f}s; programs {stack_ctl.programs(self.settings)}")
+            waited = stack_ctl.wait_for_airflow_idle(self.settings)
+            self.details["airflow_idle_wait_s"] = waited
+            log(f"stack: no DAG run queued or running (waited {waited:.0f}s for the scheduler's own runs)")
             self.details["load_average"] = {"start": load_average()}
             for phase, method in (("ceiling", self.phase_ceiling), ("ingest", self.phase_ingest_and_memory),
                                   ("freshness", self.phase_freshness), ("batch", self.phase_batch)):
@@ -263,7 +266,7 @@ class Bench:
             self.details["freshness"] = runs
             if not any(r["visible"] for r in runs):
                 raise RuntimeError(f"no event became visible in realtime.events_per_minute in {len(runs)} runs "
-                                   "(is fast-aggregation running? see its log)")
+                                   "(is the streams program running? see its log)")
             note = (f"{self.config.freshness_rate:,.0f} events/s for {self.config.freshness_seconds:.0f}s per run; "
                     f"poll every {self.config.poll_interval_s * 1000:.0f} ms")
             for (section, name, unit, target), key in zip(names[:3], ("p50", "p95", "p99")):

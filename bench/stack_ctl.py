@@ -8,6 +8,8 @@ from lakehouse.polling import wait_for  # noqa: F401  (re-exported for bench mod
 
 from pathlib import Path
 
+import time
+
 import psycopg2
 
 from lakehouse.platform import stack
@@ -16,7 +18,7 @@ from lakehouse.platform.services import services
 from lakehouse.settings import Settings
 
 GROUPS = ("core", "airflow", "pipeline")
-STREAM_PROGRAMS = ("raw-landing", "fast-aggregation")
+STREAM_PROGRAMS = ("streams",)
 
 
 def bench_settings(run_dir: Path) -> Settings:
@@ -72,3 +74,33 @@ def query(settings: Settings, sql: str, params=()) -> list[tuple]:
         conn.close()
 
 
+
+
+def wait_for_airflow_idle(settings: Settings, timeout_s: float = 900.0, dag_id: str = "lakehouse_bronze_to_gold") -> float:
+    """Wait until the scheduler has made and finished its own DAG runs; returns
+    the seconds waited. On start the scheduler runs the daily DAG for the last
+    complete day (the catch-up run): measuring ingest or memory while that
+    Spark job runs would measure the two together."""
+    t0 = time.monotonic()
+
+    def counts() -> tuple[int, int, int]:
+        conn = psycopg2.connect(settings.pg_dsn("airflow"))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT (SELECT count(*) FROM dag WHERE dag_id = %s),"
+                            " (SELECT count(*) FROM dag_run WHERE dag_id = %s),"
+                            " (SELECT count(*) FROM dag_run WHERE state IN ('queued', 'running'))", (dag_id, dag_id))
+                return cur.fetchone()
+        finally:
+            conn.close()
+
+    wait_for(lambda: counts()[0], timeout_s, f"the DAG {dag_id} to be parsed", every=2.0)
+    parsed_at = time.monotonic()
+
+    def idle() -> bool:
+        """Nothing queued or running, once the catch-up run exists (or a minute passed without one: paused)."""
+        _, runs, busy = counts()
+        return busy == 0 and (runs > 0 or time.monotonic() - parsed_at > 60)
+
+    wait_for(idle, timeout_s, "the scheduler's DAG runs to finish", every=2.0)
+    return time.monotonic() - t0

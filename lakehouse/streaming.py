@@ -74,38 +74,44 @@ class GracefulStop:
         if self.requested.is_set():
             raise StopRequested("stop requested; this batch will be replayed by the next run")
 
-    def run(self, query: StreamingQuery, max_wait_s: float = 120.0) -> None:
-        """Block until the query ends or a stop is requested; then stop it
-        between batches. Re-raises a query failure that was not our stop."""
-        while query.isActive and not self.requested.is_set():
+    def run(self, queries: list[StreamingQuery], max_wait_s: float = 120.0) -> None:
+        """Block until a stop is requested or any query ends; then stop every
+        query between its batches. Re-raises a query failure that was not our
+        stop (the process manager restarts the application; each query resumes
+        from its checkpoint)."""
+        while all(q.isActive for q in queries) and not self.requested.is_set():
             self.requested.wait(0.5)
-        if query.isActive:
-            deadline = time.monotonic() + max_wait_s
-            while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
-                time.sleep(0.05)
-            query.stop()
-        exc = query.exception()
-        if exc is not None and StopRequested.__name__ not in str(exc):
-            raise exc
-        log.info("query %s stopped", query.name)
+        self.requested.set()  # one query ended: no new batch starts in the others either
+        for query in queries:
+            if query.isActive:
+                deadline = time.monotonic() + max_wait_s
+                while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                query.stop()
+            log.info("query %s stopped", query.name)
+        for query in queries:
+            exc = query.exception()
+            if exc is not None and StopRequested.__name__ not in str(exc):
+                raise exc
 
 
-def run_streaming_job(query_name: str, start, target: str) -> None:
+def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     """Entry point shared by the streaming jobs: one Spark session, the
-    graceful-stop handler, the progress listener, then block until stopped.
-    `start(spark, settings, stop)` starts the job's query; `target` is logged."""
+    graceful-stop handler, the progress listener, the queries, then block
+    until stopped. `starts` maps each query name to its `start(spark,
+    settings, stop)`; several queries share the application (one JVM)."""
     from lakehouse.progress import ProgressRecorder
     from lakehouse.settings import get_settings
     from lakehouse.spark import spark_session
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    spark = spark_session(settings, query_name)
+    spark = spark_session(settings, app_name)
     stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
-    spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), [query_name]))
-    query = start(spark, settings, stop)
-    log.info("%s started: topic %s -> %s", query_name, settings.kafka_topic, target)
+    spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), list(starts)))
+    queries = [start(spark, settings, stop) for start in starts.values()]
+    log.info("%s started: topic %s -> %s", ", ".join(starts), settings.kafka_topic, target)
     try:
-        stop.run(query)
+        stop.run(queries)
     finally:
         spark.stop()

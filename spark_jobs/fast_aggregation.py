@@ -63,7 +63,7 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
 
 
 def main() -> None:
-    run_streaming_job(QUERY_NAME, start, "realtime")
+    run_streaming_job(QUERY_NAME, {QUERY_NAME: start}, "realtime")
 
 
 if __name__ == "__main__":

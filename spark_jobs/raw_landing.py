@@ -92,7 +92,7 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
 
 
 def main() -> None:
-    run_streaming_job(QUERY_NAME, start, "bronze/events, bronze/quarantine")
+    run_streaming_job(QUERY_NAME, {QUERY_NAME: start}, "bronze/events, bronze/quarantine")
 
 
 if __name__ == "__main__":

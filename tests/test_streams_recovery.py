@@ -1,6 +1,7 @@
 """Crash and outage recovery of the streaming jobs, run as subprocesses the
-way the process manager runs them: kill -9 mid-stream then restart, and a
-PostgreSQL outage during fast aggregation."""
+way the process manager runs them: kill -9 of the streams application
+mid-stream then restart, and kill -9 plus a PostgreSQL outage during fast
+aggregation (run alone, so its log and timing are its own)."""
 
 from __future__ import annotations
 
@@ -38,14 +39,16 @@ def bronze_keys(settings):
     return [(r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]) for r in delta_rows(settings, "events")]
 
 
-def test_raw_landing_kill_9_and_restart_loses_and_duplicates_nothing(core_stack, tmp_path):
+def test_streams_app_kill_9_and_restart_loses_and_duplicates_nothing(core_stack, tmp_path):
+    """The `streams` program (both queries in one Spark application), as the
+    process manager runs it: kill -9 mid-stream, restart, then a graceful stop."""
     settings = stream_settings(core_stack, tmp_path, stream_max_records_per_batch=500)
     msgs = messages(3000, datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc), seed=11)
     send(msgs, settings)
     want = len(well_formed(msgs))
-    log = tmp_path / "raw-landing.log"
+    log = tmp_path / "streams.log"
 
-    job = start_job("spark_jobs.raw_landing", settings, log)
+    job = start_job("spark_jobs.streams", settings, log)
     try:
         wait_for(lambda: len(bronze_keys(settings)) >= 1000, 240, "some batches landed", every=0.2)
     finally:
@@ -53,12 +56,14 @@ def test_raw_landing_kill_9_and_restart_loses_and_duplicates_nothing(core_stack,
     landed = len(bronze_keys(settings))
     assert landed < want, "the kill came too late to test anything"
 
-    job = start_job("spark_jobs.raw_landing", settings, log)
+    job = start_job("spark_jobs.streams", settings, log)
     try:
         wait_for(lambda: len(bronze_keys(settings)) >= want, 240, "all records landed")
         wait_for(lambda: len(delta_rows(settings, "quarantine")) >= len(msgs) - want, 60, "quarantine")
+        wait_for(lambda: progress_consumed(settings, "fast-aggregation") >= len(msgs), 120, "fast aggregation")
     finally:
         assert stop_job(job) == 0, log.read_text()[-3000:]
+    assert "query raw-landing stopped" in log.read_text() and "query fast-aggregation stopped" in log.read_text()
 
     keys = bronze_keys(settings)
     assert len(keys) == len(set(keys)) == want

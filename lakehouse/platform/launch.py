@@ -34,9 +34,9 @@ def command_for(name: str, settings: Settings) -> tuple[list[str], dict[str, str
             "--bootstrap-servers", settings.kafka_bootstrap_servers,
             "--topic", settings.kafka_topic,
         ], {}
-    if name in ("raw-landing", "fast-aggregation"):
+    if name == "streams":
         # Spark's Python workers must run this interpreter (the venv, with pyarrow)
-        return [sys.executable, "-m", "spark_jobs." + name.replace("-", "_")], {"PYSPARK_PYTHON": sys.executable}
+        return [sys.executable, "-m", "spark_jobs.streams"], {"PYSPARK_PYTHON": sys.executable}
     if name == "grafana":
         from lakehouse.platform import grafana
 

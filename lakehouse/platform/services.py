@@ -72,12 +72,10 @@ def services(settings: Settings) -> list[Service]:
     if settings.producer_enabled:
         out.append(Service("producer", "pipeline", _launch("producer", settings), stopwaitsecs=30, priority=30))
     if settings.streams_enabled:
-        # SIGINT to the driver only: it stops between micro-batches (the JVM ignores SIGINT)
-        out += [
-            Service(name, "pipeline", _launch(name, settings), stopsignal="INT", stopasgroup=False,
-                    stopwaitsecs=90, startsecs=10, priority=31)
-            for name in ("raw-landing", "fast-aggregation")
-        ]
+        # Both queries in one Spark application (spark_jobs.streams). SIGINT to the
+        # driver only: it stops between micro-batches (the JVM ignores SIGINT).
+        out.append(Service("streams", "pipeline", _launch("streams", settings), stopsignal="INT",
+                           stopasgroup=False, stopwaitsecs=90, startsecs=10, priority=31))
     if grafana_binary(settings):
         out.append(Service("grafana", "grafana", _launch("grafana", settings),
                            port=settings.grafana_port, port_setting="GRAFANA_PORT", priority=40))
