@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     airflow_scheduler_health_port: int = Field(8974, description="Scheduler's /health server.")
     airflow_worker_log_port: int = Field(8793, description="LocalExecutor workers' log server.")
     airflow_trigger_log_port: int = Field(8794, description="Triggerer's log server.")
+    airflow_parallelism: int = Field(
+        2, description="Task instances the LocalExecutor runs at once (each Spark task starts a JVM; 2 suits 2 cores)."
+    )
     airflow_admin_user: str = "admin"
     airflow_admin_password: SecretStr | None = None
     airflow_secret_key: SecretStr | None = None

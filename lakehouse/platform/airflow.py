@@ -32,7 +32,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
         "AIRFLOW__CORE__FERNET_KEY": settings.airflow_fernet_key.get_secret_value(),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_admin_user}:admin",
@@ -87,8 +87,14 @@ def airflow_bin() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
 
+#: Components that would start a log server beside them. On one host the
+#: api-server reads task and trigger logs from the shared log folder, so the
+#: servers (~150 MB) are not started.
+SKIP_SERVE_LOGS = ("scheduler", "triggerer")
+
+
 def command(component: str) -> list[str]:
-    return [airflow_bin(), component]
+    return [airflow_bin(), component] + (["--skip-serve-logs"] if component in SKIP_SERVE_LOGS else [])
 
 
 def migrate(settings: Settings) -> None:
