@@ -35,7 +35,9 @@ fi
 # --- Python virtualenv -----------------------------------------------------
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null \
   || die "Python 3.11 is required (found: $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3.11"
-stamp_want=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+# The stamp covers what the venv is built from, and how (bump VENV_RECIPE when the steps change).
+VENV_RECIPE=2
+stamp_want=$( (cat requirements.lock pyproject.toml; echo "$VENV_RECIPE") | sha256sum | cut -c1-16)
 stamp_have=$(cat .venv/.lakehouse-stamp 2>/dev/null || true)
 if [ "$stamp_want" != "$stamp_have" ]; then
   if [ ! -x .venv/bin/python ]; then
@@ -44,8 +46,12 @@ if [ "$stamp_want" != "$stamp_have" ]; then
   fi
   [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q "uv==$UV_VERSION" || die "could not install uv from PyPI"
   say "installing pinned dependencies from requirements.lock (first run: about a minute, 1.6 GB)"
-  .venv/bin/uv pip sync --python .venv/bin/python requirements.lock || die "dependency install failed"
+  # Byte-compiled at install: without .pyc files (uv writes none by default, and
+  # PYTHONDONTWRITEBYTECODE is often set) every process compiles its imports
+  # again; importing Airflow, PySpark and GE took 12.8 s instead of 5.7 s.
+  .venv/bin/uv pip sync --python .venv/bin/python --compile-bytecode requirements.lock || die "dependency install failed"
   .venv/bin/uv pip install --python .venv/bin/python -q --no-deps -e . || die "installing the lakehouse package failed"
+  .venv/bin/python scripts/compile_pyspark_zip.py || die "byte-compiling pyspark.zip failed"
   echo "$stamp_want" > .venv/.lakehouse-stamp
   say "environment ready"
 fi
