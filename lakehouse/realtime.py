@@ -33,6 +33,8 @@ from lakehouse.contract import EVENT_TYPES, SOURCES
 log = logging.getLogger(__name__)
 
 WINDOW = "1 minute"
+#: The columns of a valid event that window_counts uses.
+EVENT_COLUMNS = ("event_id", "event_type", "source", "event_ts")
 
 
 def _type_col(event_type: str) -> str:

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
 
     # --- Spark and Delta -----------------------------------------------------
     spark_master: str = "local[2]"
-    spark_driver_memory: str = "1g"
+    spark_driver_memory: str = Field(
+        "512m", description="Heap of the streams application (its state is in RocksDB, off-heap)."
+    )
     lakehouse_data_dir: Path | None = Field(None, description="Delta tables root; <run dir>/lakehouse when unset.")
 
     # --- batch layer (lakehouse_bronze_to_gold, lakehouse_maintenance) -------
@@ -89,9 +91,9 @@ class Settings(BaseSettings):
     producer_duplicate_fraction: float = 0.01
     producer_late_fraction: float = 0.01
     producer_malformed_fraction: float = 0.002
-    streams_enabled: bool = Field(True, description="Run raw landing and fast aggregation under `make up`.")
+    streams_enabled: bool = Field(True, description="Run the streams program (raw landing, fast aggregation) under `make up`.")
     stream_trigger_seconds: float = Field(2.0, description="Micro-batch trigger interval of both streams.")
-    stream_max_records_per_batch: int = 200_000
+    stream_max_records_per_batch: int = Field(100_000, description="Cap on Kafka records per micro-batch.")
     stream_starting_offsets: str = Field("earliest", description="earliest or latest, for a new checkpoint.")
     stream_fail_on_data_loss: bool = True
     realtime_watermark_minutes: float = 2.0

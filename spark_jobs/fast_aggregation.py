@@ -26,12 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def extract(spark: SparkSession, settings: Settings) -> DataFrame:
-    return events_stream(spark, settings)
+    return events_stream(spark, settings, columns=[*realtime.EVENT_COLUMNS, "reason"])
 
 
 def transform(messages: DataFrame, settings: Settings) -> DataFrame:
     """Validated messages -> per-window counts of the valid events."""
-    events = messages.where(F.col("reason").isNull()).select("event_id", "event_type", "source", "event_ts")
+    events = messages.where(F.col("reason").isNull()).select(*realtime.EVENT_COLUMNS)
     return realtime.window_counts(events, settings.realtime_watermark_minutes)
 
 
