@@ -127,3 +127,13 @@ def test_parsed_batch_has_the_schema_spark_is_told_and_kafka_coordinates(parsed)
 def test_reason_code():
     assert reason_code("missing_field:user_id") == "missing_field"
     assert reason_code("oversize") == "oversize"
+
+
+def test_events_source_columns_option_selects_a_subset_in_order_and_rejects_unknown_names():
+    from lakehouse.event_source import selected_schema
+
+    assert selected_schema(None) == PARSED_SCHEMA
+    assert selected_schema("reason, event_id").names == ["reason", "event_id"]
+    assert selected_schema("event_ts").field("event_ts").type == PARSED_SCHEMA.field("event_ts").type
+    with pytest.raises(ValueError, match="payload"):
+        selected_schema("event_id,payload")
