@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 
 import psycopg2
 import pytest
@@ -165,7 +164,7 @@ def fill_stream_progress(dsn: str) -> None:
                     "processedRowsPerSecond": 200.0 + b + q, "durationMs": {"triggerExecution": 1800 + 10 * b},
                     "sources": [{"endOffset": json.dumps(end), "latestOffset": json.dumps(latest)}],
                 }
-                recorder.onQueryProgress(SimpleNamespace(progress=SimpleNamespace(json=json.dumps(report))))
+                recorder.onQueryProgress(json.dumps(report))
     finally:
         recorder._close()
 
