@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     batch_spark_driver_memory: str = Field(
         "3g", description="Driver (= local executor) memory of the DAG's Spark tasks; a day of events is collected for the Delta commit."
     )
+    batch_spark_java_options: str = Field(
+        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        description="JVM options of the DAG's Spark driver: C1-only JIT and the serial GC cut the CPU a short job spends compiling and collecting.",
+    )
     delta_vacuum_retention_hours: int = Field(
         168, ge=168, description="Vacuum keeps files younger than this (>= 7 days, time travel and slow readers)."
     )

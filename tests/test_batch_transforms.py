@@ -16,6 +16,7 @@ from lakehouse.batch.dates import EventDateError, parse_event_date, resolve_even
 from lakehouse.batch.delta_io import to_arrow
 from lakehouse.batch.gold import MODELS
 from lakehouse.contract import BRONZE_EVENTS_SCHEMA
+from lakehouse.settings import Settings
 
 D = date(2026, 11, 20)
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -29,6 +30,7 @@ def spark():
     session = (
         SparkSession.builder.master("local[2]").appName("test_batch_transforms")
         .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.extraJavaOptions", Settings(_env_file=None).batch_spark_java_options)
         .config("spark.ui.enabled", "false").getOrCreate()
     )
     yield session
