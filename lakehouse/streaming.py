@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 #: Spark settings of the streaming application, measured on 2 cores with both
-#: queries catching up on 300k records (scripts in docs/performance.md):
+#: queries catching up on 300k records (scripts/profile_streams.py):
 #: SerialGC and C1-only JIT cut the JVM's peak from ~980 to ~700 MB and its CPU
 #: by a fifth at the same throughput (two cores: G1's and C2's threads compete
 #: with the work); the dedup state lives in RocksDB with bounded memory, off
