@@ -50,11 +50,11 @@ def _spark_config() -> dict:
     """Spark session settings of every Spark task (the master comes from the
     `spark_default` connection: local[2] by default, or a cluster / Spark
     Connect URL). Each task's session is a short job, usually in a fresh JVM:
-    BATCH_SPARK_JAVA_OPTIONS trims what that JVM spends on JIT and GC."""
+    SPARK_JAVA_OPTIONS trims what that JVM spends on JIT and GC."""
     settings = get_settings()
     return {
         "spark.driver.memory": settings.batch_spark_driver_memory,
-        "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC {settings.batch_spark_java_options}".strip(),
+        "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC {settings.spark_java_options}".strip(),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "4",
         "spark.ui.enabled": "false",

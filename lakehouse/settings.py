@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     spark_driver_memory: str = Field(
         "512m", description="Heap of the streams application (its state is in RocksDB, off-heap)."
     )
+    spark_java_options: str = Field(
+        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        description="JVM options of every Spark driver we start (streams, DAG tasks): on 2 cores C1-only JIT and "
+        "the serial GC cost less CPU than they lose in peak speed.",
+    )
     lakehouse_data_dir: Path | None = Field(None, description="Delta tables root; <run dir>/lakehouse when unset.")
 
     # --- batch layer (lakehouse_bronze_to_gold, lakehouse_maintenance) -------
@@ -62,10 +67,6 @@ class Settings(BaseSettings):
     )
     batch_spark_driver_memory: str = Field(
         "3g", description="Driver (= local executor) memory of the DAG's Spark tasks; a day of events is collected for the Delta commit."
-    )
-    batch_spark_java_options: str = Field(
-        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-        description="JVM options of the DAG's Spark driver: C1-only JIT and the serial GC cut the CPU a short job spends compiling and collecting.",
     )
     delta_vacuum_retention_hours: int = Field(
         168, ge=168, description="Vacuum keeps files younger than this (>= 7 days, time travel and slow readers)."

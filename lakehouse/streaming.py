@@ -29,14 +29,13 @@ log = logging.getLogger(__name__)
 
 
 #: Spark settings of the streaming application, measured on 2 cores with both
-#: queries catching up on 300k records (scripts/profile_streams.py):
-#: SerialGC and C1-only JIT cut the JVM's peak from ~980 to ~700 MB and its CPU
-#: by a fifth at the same throughput (two cores: G1's and C2's threads compete
-#: with the work); the dedup state lives in RocksDB with bounded memory, off
-#: the 512 MB heap, so a high event rate grows disk, not heap. A checkpoint keeps
-#: the state store it was created with.
+#: queries catching up on 300k records (scripts/profile_streams.py): with
+#: SPARK_JAVA_OPTIONS (SerialGC, C1-only JIT) the JVM's peak went from ~980 to
+#: ~700 MB and its CPU down a fifth at the same throughput (two cores: G1's and
+#: C2's threads compete with the work); the dedup state lives in RocksDB with
+#: bounded memory, off the 512 MB heap, so a high event rate grows disk, not
+#: heap. A checkpoint keeps the state store it was created with.
 STREAMING_SPARK_CONF = {
-    "spark.driver.extraJavaOptions": "-Duser.timezone=UTC -XX:+UseSerialGC -XX:TieredStopAtLevel=1",
     "spark.sql.streaming.stateStore.providerClass":
         "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
     "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
@@ -127,7 +126,8 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    spark = spark_session(settings, app_name, **STREAMING_SPARK_CONF)
+    java = f"-Duser.timezone=UTC {settings.spark_java_options}".strip()
+    spark = spark_session(settings, app_name, **{"spark.driver.extraJavaOptions": java}, **STREAMING_SPARK_CONF)
     stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
     spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), list(starts)))
     queries = [start(spark, settings, stop) for start in starts.values()]

@@ -30,7 +30,7 @@ def spark():
     session = (
         SparkSession.builder.master("local[2]").appName("test_batch_transforms")
         .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.extraJavaOptions", Settings(_env_file=None).batch_spark_java_options)
+        .config("spark.driver.extraJavaOptions", Settings(_env_file=None).spark_java_options)
         .config("spark.ui.enabled", "false").getOrCreate()
     )
     yield session
