@@ -27,7 +27,8 @@ class Sample:
     processes: int
 
 
-def _pss(pid: int) -> int | None:
+def pss_bytes(pid: int) -> int | None:
+    """A process's proportional set size from /proc (None when unreadable)."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
@@ -54,7 +55,7 @@ def sample_tree(root_pid: int) -> Sample:
         return Sample(time.time(), 0, None, 0)
     rss, pss, pss_ok, n = 0, 0, True, 0
     for p in procs:
-        v = _pss(p.pid)
+        v = pss_bytes(p.pid)
         try:
             rss += p.memory_info().rss
         except psutil.Error:

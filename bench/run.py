@@ -259,6 +259,7 @@ class Bench:
             self._require_programs(*stack_ctl.STREAM_PROGRAMS)
             from bench import freshness
 
+            self.details["freshness_settle_s"] = freshness.settle(self.settings, self.config.drain_timeout_s, log)
             runs = []
             for i in range(self.config.runs):
                 runs.append(freshness.run_once(self.settings, i, self.config.freshness_seconds, self.config.freshness_rate,

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil  # noqa: E402
 
+from bench.memory import pss_bytes  # noqa: E402
 from lakehouse.platform import stack  # noqa: E402
 from lakehouse.platform.isolated import isolated_settings  # noqa: E402
 from producer.generator import EventGenerator, GeneratorConfig  # noqa: E402
@@ -37,14 +38,7 @@ from tests.streams_helpers import progress_consumed, start_job, stop_job  # noqa
 
 
 def pss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return pss_bytes(pid) or 0
 
 
 def kind(p: psutil.Process) -> str:
