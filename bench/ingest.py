@@ -81,19 +81,32 @@ def wait_landed(settings: Settings, ledger: Ledger, timeout: float) -> float:
 
 
 def wait_streams_caught_up(settings: Settings, timeout: float) -> None:
-    """Block until every stream's latest progress row reports no lag (the
-    aggregation may still be working through a backlog after raw landing
-    finished)."""
+    """Block until both queries have finished every record now on the topic:
+    each one's latest progress row ends at or past the high watermark of every
+    partition (the aggregation may still be working through a backlog, or
+    through a long batch, after raw landing finished)."""
+    import json
+
+    from spark_jobs import fast_aggregation, raw_landing
+
+    hw = high_watermarks(settings, settings.kafka_topic)
+    names = (raw_landing.QUERY_NAME, fast_aggregation.QUERY_NAME)
 
     def caught_up() -> bool:
         rows = query(
             settings,
-            "SELECT DISTINCT ON (query_name) query_name, lag FROM ops.stream_progress "
-            "ORDER BY query_name, batch_id DESC",
+            "SELECT DISTINCT ON (query_name) query_name, end_offsets FROM ops.stream_progress "
+            "WHERE query_name = ANY(%s) ORDER BY query_name, batch_id DESC",
+            (list(names),),
         )
-        return len(rows) >= 2 and all(lag == 0 for _, lag in rows)
+        done = {}
+        for name, end in rows:
+            end = json.loads(end) if isinstance(end, str) else end
+            done[name] = {int(p): int(o) for p, o in end.get(settings.kafka_topic, {}).items()}
+        return len(done) == len(names) and all(
+            done[n].get(p, 0) >= o for n in names for p, o in hw.items())
 
-    wait_for(caught_up, timeout, "both streams to report zero lag", every=1.0)
+    wait_for(caught_up, timeout, "both queries to finish every record on the topic", every=1.0)
 
 
 def warm_up(settings: Settings, ledger: Ledger, timeout: float, log) -> None:
