@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
 from lakehouse.settings import get_settings
+from lakehouse.spark import driver_java_options
 
 SPARK_CONN_ID = "spark_default"
 POSTGRES_CONN_ID = "lakehouse_postgres"
@@ -54,7 +55,7 @@ def _spark_config() -> dict:
     settings = get_settings()
     return {
         "spark.driver.memory": settings.batch_spark_driver_memory,
-        "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC {settings.spark_java_options}".strip(),
+        "spark.driver.extraJavaOptions": driver_java_options(settings),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "4",
         "spark.ui.enabled": "false",

@@ -10,6 +10,16 @@ import sys
 from lakehouse.settings import Settings
 
 
+#: Dates and windows are UTC in the JVM too, whatever the machine's zone.
+UTC_JAVA_OPTION = "-Duser.timezone=UTC"
+
+
+def driver_java_options(settings: Settings) -> str:
+    """The JVM options of the Spark drivers we run (streams, DAG tasks):
+    UTC plus SPARK_JAVA_OPTIONS."""
+    return f"{UTC_JAVA_OPTION} {settings.spark_java_options}".strip()
+
+
 def spark_session(settings: Settings, app_name: str, **conf: str):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -24,8 +34,8 @@ def spark_session(settings: Settings, app_name: str, **conf: str):
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.driver.extraJavaOptions", UTC_JAVA_OPTION)
+        .config("spark.executor.extraJavaOptions", UTC_JAVA_OPTION)
     )
     for key, value in conf.items():
         builder = builder.config(key, value)

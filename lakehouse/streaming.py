@@ -122,12 +122,12 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     settings, stop)`; several queries share the application (one JVM)."""
     from lakehouse.progress import ProgressRecorder
     from lakehouse.settings import get_settings
-    from lakehouse.spark import spark_session
+    from lakehouse.spark import driver_java_options, spark_session
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    java = f"-Duser.timezone=UTC {settings.spark_java_options}".strip()
-    spark = spark_session(settings, app_name, **{"spark.driver.extraJavaOptions": java}, **STREAMING_SPARK_CONF)
+    spark = spark_session(settings, app_name, **{"spark.driver.extraJavaOptions": driver_java_options(settings)},
+                          **STREAMING_SPARK_CONF)
     stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
     spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), list(starts)))
     queries = [start(spark, settings, stop) for start in starts.values()]

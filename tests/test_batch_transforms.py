@@ -17,6 +17,7 @@ from lakehouse.batch.delta_io import to_arrow
 from lakehouse.batch.gold import MODELS
 from lakehouse.contract import BRONZE_EVENTS_SCHEMA
 from lakehouse.settings import Settings
+from lakehouse.spark import driver_java_options
 
 D = date(2026, 11, 20)
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -30,7 +31,7 @@ def spark():
     session = (
         SparkSession.builder.master("local[2]").appName("test_batch_transforms")
         .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.extraJavaOptions", Settings(_env_file=None).spark_java_options)
+        .config("spark.driver.extraJavaOptions", driver_java_options(Settings(_env_file=None)))
         .config("spark.ui.enabled", "false").getOrCreate()
     )
     yield session
