@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up what `make up`, `make test` and `make bench` need, only when it is
-# missing or stale: Debian packages (Java 17, PostgreSQL server binaries, and
-# Chromium for the browser test), then .venv from requirements.lock.
+# missing or stale: Debian packages (Java 17, Maven, PostgreSQL server
+# binaries, and Chromium for the browser test), .venv from requirements.lock,
+# then the JVM artifacts of jvm/pom.xml into .jvm/ (Kafka broker, Spark's
+# Kafka connector, delta-spark). After the first run nothing needs the network.
 # Usage: scripts/bootstrap.sh [--with-browser]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,7 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 need=()
 java_ok() { command -v java >/dev/null 2>&1 && java -version 2>&1 | grep -Eq 'version "(17|21)\.'; }
 java_ok || [ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ] || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql-15)
 if [ "${1:-}" = "--with-browser" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -54,4 +57,32 @@ if [ "$stamp_want" != "$stamp_have" ]; then
   .venv/bin/python scripts/compile_pyspark_zip.py || die "byte-compiling pyspark.zip failed"
   echo "$stamp_want" > .venv/.lakehouse-stamp
   say "environment ready"
+fi
+
+# --- JVM artifacts (jvm/pom.xml) ---------------------------------------------
+# Each profile of the pom is copied into .jvm/<profile>/ by Maven itself, with
+# checksums enforced (-C); re-resolved only when the pom (or this recipe) changes.
+JVM_RECIPE=1
+jvm_want=$( (cat jvm/pom.xml; echo "$JVM_RECIPE") | sha256sum | cut -c1-16)
+jvm_have=$(cat .jvm/.lakehouse-stamp 2>/dev/null || true)
+if [ "$jvm_want" != "$jvm_have" ]; then
+  rm -rf .jvm.partial && mkdir -p .jvm.partial
+  for profile in kafka spark; do
+    say "resolving JVM artifacts: $profile (jvm/pom.xml; first run downloads from Maven Central)"
+    log=.jvm.partial/mvn-$profile.log
+    set +o pipefail
+    mvn -B -C -f jvm/pom.xml -P "$profile" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$PWD/.jvm.partial/$profile" 2>&1 | tee "$log" \
+      | { grep --line-buffered -Eo 'Downloaded from [^:]+: [^ ]+\.jar' | sed -u 's#.*/#[setup]   downloaded #'; true; }
+    rc=${PIPESTATUS[0]}
+    set -o pipefail
+    if [ "$rc" -ne 0 ]; then
+      what=$(grep -Eo '(artifacts? could not be resolved|Could not (find|transfer) artifact|Could not resolve dependencies)[^:]*: *[^ ]+' "$log" | head -1 || true)
+      die "Maven could not resolve the $profile artifacts${what:+ ($what)}; check access to Maven Central (or a mirror in ~/.m2/settings.xml) and rerun; full log: $log"
+    fi
+    say "  $profile: $(ls .jvm.partial/$profile/*.jar | wc -l) jars"
+  done
+  rm -rf .jvm && mv .jvm.partial .jvm
+  echo "$jvm_want" > .jvm/.lakehouse-stamp
+  say "JVM artifacts ready in .jvm/ ($(du -sh .jvm | cut -f1))"
 fi
