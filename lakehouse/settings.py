@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         "the serial GC cost less CPU than they lose in peak speed.",
     )
     lakehouse_data_dir: Path | None = Field(None, description="Delta tables root; <run dir>/lakehouse when unset.")
+    lakehouse_jvm_dir: Path = Field(
+        REPO_ROOT / ".jvm",
+        description="Where setup resolved jvm/pom.xml's artifacts (kafka/: the broker; spark/: Kafka connector, delta-spark).",
+    )
 
     # --- batch layer (lakehouse_bronze_to_gold, lakehouse_maintenance) -------
     batch_max_rejected_fraction: float = Field(
@@ -118,6 +122,14 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return (self.lakehouse_data_dir or self.run_dir / "lakehouse").resolve()
+
+    def jvm_jars(self, profile: str) -> list[Path]:
+        """The jars of one profile of jvm/pom.xml (kafka or spark), as setup resolved them."""
+        folder = self.lakehouse_jvm_dir.resolve() / profile
+        jars = sorted(folder.glob("*.jar"))
+        if not jars:
+            raise RuntimeError(f"no JVM artifacts in {folder}; run `make setup` (resolves jvm/pom.xml)")
+        return jars
 
     @property
     def log_dir(self) -> Path:

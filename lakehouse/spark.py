@@ -1,6 +1,8 @@
 """The one way the lakehouse builds a SparkSession: the configured master,
 UTC session time (event dates and windows are UTC), small shuffles (local mode
-on two cores), and Python workers on this interpreter (the venv, with pyarrow)."""
+on two cores), Python workers on this interpreter (the venv, with pyarrow), and
+the JVM artifacts of jvm/pom.xml's `spark` profile: Spark's Kafka connector and
+delta-spark (its SQL extension and catalog)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,16 @@ def driver_java_options(settings: Settings) -> str:
     return f"{UTC_JAVA_OPTION} {settings.spark_java_options}".strip()
 
 
+def jvm_conf(settings: Settings) -> dict[str, str]:
+    """Spark settings that bring in the Kafka connector and delta-spark, from
+    the jars setup resolved (no network at run time)."""
+    return {
+        "spark.jars": ",".join(str(j) for j in settings.jvm_jars("spark")),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    }
+
+
 def spark_session(settings: Settings, app_name: str, **conf: str):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -37,7 +49,7 @@ def spark_session(settings: Settings, app_name: str, **conf: str):
         .config("spark.driver.extraJavaOptions", UTC_JAVA_OPTION)
         .config("spark.executor.extraJavaOptions", UTC_JAVA_OPTION)
     )
-    for key, value in conf.items():
+    for key, value in {**jvm_conf(settings), **conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
