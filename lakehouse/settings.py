@@ -42,11 +42,28 @@ class Settings(BaseSettings):
     airflow_db_user: str = "airflow"
     airflow_db_password: SecretStr | None = None
 
-    # --- Kafka-protocol broker ---------------------------------------------
+    # --- Kafka -------------------------------------------------------------
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_topic: str = "user-events"
     kafka_partitions: int = 3
-    broker_embedded: bool = Field(True, description="Start the embedded Tansu broker under `make up`.")
+    broker_embedded: bool = Field(
+        True, description="Start the embedded Apache Kafka broker (KRaft, one node) under `make up`."
+    )
+    broker_controller_port: int = Field(19093, description="The embedded broker's KRaft controller listener (127.0.0.1).")
+    broker_heap: str = Field("512m", description="Maximum heap of the embedded broker's JVM (-Xmx).")
+    broker_java_options: str = Field(
+        "-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true",
+        description="Further JVM options of the embedded broker (Kafka's own start script's defaults).",
+    )
+    broker_retention_hours: int = Field(168, ge=1, description="Records older than this are deleted (log.retention.hours).")
+    broker_retention_bytes: int = Field(
+        4 * 1024**3, ge=-1, description="Per-partition log size above which the oldest segments go (-1: no cap)."
+    )
+    broker_min_free_mb: int = Field(256, ge=0, description="The broker does not start with less free disk than this.")
+    broker_recovery_truncate: bool = Field(
+        False, description="After an unclean stop, let Kafka truncate a corrupt log segment (drops the records after "
+        "the damage); false: the broker refuses to start and says which segment.",
+    )
 
     # --- Spark and Delta -----------------------------------------------------
     spark_master: str = "local[2]"

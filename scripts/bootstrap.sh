@@ -21,6 +21,8 @@ command -v mvn >/dev/null 2>&1 || need+=(maven)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql-15)
 if [ "${1:-}" = "--with-browser" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # Debian's librdkafka command-line client: the broker interoperability test
+  command -v kcat >/dev/null 2>&1 || need+=(kcat)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"

@@ -1,4 +1,4 @@
-"""The embedded platform: real PostgreSQL cluster, Tansu broker, supervisord."""
+"""The embedded platform: real PostgreSQL cluster, Apache Kafka broker, supervisord."""
 
 from __future__ import annotations
 
@@ -110,6 +110,7 @@ def test_down_frees_ports_and_up_keeps_data(tmp_path):
         assert stack.down(settings)
         assert stack.port_free("127.0.0.1", settings.pg_port)
         assert stack.port_free("127.0.0.1", int(settings.kafka_bootstrap_servers.rsplit(":", 1)[1]))
+        assert stack.port_free("127.0.0.1", settings.broker_controller_port)
         assert stack.up(settings, groups=("core",)).started == ["postgres", "broker"]
         with psycopg2.connect(settings.pg_dsn("reader")) as conn, conn.cursor() as cur:
             cur.execute("SELECT dau_count FROM gold.daily_active_users WHERE event_date = '2026-03-01'")

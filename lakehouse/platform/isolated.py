@@ -26,10 +26,12 @@ def isolated_settings(run_dir: Path | str, **overrides) -> Settings:
         lakehouse_run_dir=run_dir,
         pg_port=free_port(),
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        broker_controller_port=free_port(),
         airflow_port=free_port(),
         airflow_scheduler_health_port=free_port(),
         airflow_worker_log_port=free_port(),
         airflow_trigger_log_port=free_port(),
+        spark_connect_port=free_port(),
         grafana_bin="/nonexistent/grafana",
     )
     values.update(overrides)

@@ -15,6 +15,7 @@ import sys
 
 from dotenv import dotenv_values
 
+from lakehouse.platform.errors import PlatformError
 from lakehouse.settings import Settings
 
 
@@ -22,7 +23,17 @@ def command_for(name: str, settings: Settings) -> tuple[list[str], dict[str, str
     from lakehouse.platform import airflow, broker
 
     if name == "broker":
+        # checked again on every (re)start by the process manager; `make up` formats
+        broker.check_disk(settings)
+        if broker.check_storage(settings) is None:
+            raise PlatformError(f"no formatted Kafka log in {broker.log_dir(settings)}; start the stack with `make up`")
+        broker.write_config(settings)
+        broker.check_recovery(settings)  # after a kill -9: no truncation of acknowledged records
         return broker.server_command(settings), {}
+    if name == "spark-connect":
+        from lakehouse.platform import spark_connect
+
+        return spark_connect.server_command(settings)
     if name.startswith("airflow-"):
         component = name.removeprefix("airflow-")
         return airflow.command(component), airflow.environment(settings)
@@ -53,7 +64,11 @@ def main(argv: list[str] | None = None) -> None:
         values = {k: v for k, v in dotenv_values(args.env_file).items() if v is not None}
         os.environ.update(values)
     settings = Settings(_env_file=None)
-    cmd, env = command_for(args.service, settings)
+    try:
+        cmd, env = command_for(args.service, settings)
+    except PlatformError as exc:
+        print(f"error: {exc}", flush=True)
+        raise SystemExit(1) from None
     os.environ.update(env)
     sys.stdout.flush()
     os.execvpe(cmd[0], cmd, os.environ)

@@ -21,6 +21,8 @@ class Service:
     command: list[str]
     port: int | None = None
     port_setting: str | None = None
+    #: further (port, setting) pairs the program listens on, checked like `port`
+    extra_ports: tuple[tuple[int, str], ...] = ()
     user: str | None = None
     stopsignal: str = "TERM"
     stopwaitsecs: int = 30
@@ -58,11 +60,20 @@ def services(settings: Settings) -> list[Service]:
         ),
     ]
     if settings.broker_embedded:
+        # Apache Kafka: SIGTERM is its controlled shutdown (log flushed, clean-shutdown
+        # marker written, so the next start skips log recovery); give it time.
         out.append(
             Service("broker", "core", _launch("broker", settings),
-                    port=broker.host_port(settings)[1], port_setting="KAFKA_BOOTSTRAP_SERVERS", priority=2)
+                    port=broker.host_port(settings)[1], port_setting="KAFKA_BOOTSTRAP_SERVERS",
+                    extra_ports=((settings.broker_controller_port, "BROKER_CONTROLLER_PORT"),),
+                    stopsignal="TERM", stopwaitsecs=90, startsecs=5, priority=2)
         )
     out += [
+        # The long-running Spark of the DAG's Spark tasks (`spark_default`): Spark
+        # Connect, part of Spark; no task starts a JVM of its own.
+        Service("spark-connect", "airflow", _launch("spark-connect", settings),
+                port=settings.spark_connect_port, port_setting="SPARK_CONNECT_PORT",
+                stopwaitsecs=60, startsecs=10, priority=9),
         Service("airflow-api-server", "airflow", _launch("airflow-api-server", settings),
                 port=settings.airflow_port, port_setting="AIRFLOW_PORT", startsecs=5, priority=10),
         Service("airflow-scheduler", "airflow", _launch("airflow-scheduler", settings), priority=11),

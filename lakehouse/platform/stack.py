@@ -157,21 +157,51 @@ def port_free(host: str, port: int) -> bool:
 
 
 def _start(settings: Settings, svc: Service) -> None:
-    if svc.port is not None and not port_free("127.0.0.1", svc.port):
-        raise PlatformError(
-            f"port {svc.port} for {svc.name} is taken by another process; free it or set {svc.port_setting} in .env"
-        )
+    ports = ([(svc.port, svc.port_setting)] if svc.port is not None else []) + list(svc.extra_ports)
+    for port, setting in ports:
+        if not port_free("127.0.0.1", port):
+            raise PlatformError(
+                f"port {port} for {svc.name} is taken by another process; free it or set {setting} in .env"
+            )
     try:
         _proxy(settings).supervisor.startProcess(svc.name, True)
     except xmlrpc.client.Fault as exc:
         if "ALREADY_STARTED" in exc.faultString:
             return
+        if svc.name == "broker" and (why := broker.last_error(settings)):
+            if why.startswith("error: "):  # the launcher's own check: already says what to do
+                raise PlatformError(why.removeprefix("error: ")) from exc
+            raise PlatformError(f"the broker did not start: {why} -- see {settings.log_dir / 'broker.log'}; "
+                                "nothing was deleted") from exc
         raise PlatformError(
             f"{svc.name} did not start ({exc.faultString}); see {settings.log_dir / (svc.name + '.log')}"
         ) from exc
 
 
 # --- readiness -----------------------------------------------------------------
+def _broker_watch(settings: Settings):
+    """A check for the wait on the broker: raises (and stops its restarts) once
+    the process has exited, with the last error of its log as the message."""
+    proxy = _proxy(settings).supervisor
+    first = proxy.getProcessInfo("broker")["start"]
+
+    def alive() -> None:
+        info = proxy.getProcessInfo("broker")
+        if info["statename"] in ("RUNNING", "STARTING") and info["start"] == first:
+            return
+        try:
+            proxy.stopProcess("broker", True)
+        except xmlrpc.client.Fault:
+            pass
+        why = broker.last_error(settings) or f"it is {info['statename']}"
+        if why.startswith("error: "):
+            raise PlatformError(why.removeprefix("error: "))
+        raise PlatformError(f"the broker stopped while starting: {why} -- see {settings.log_dir / 'broker.log'}; "
+                            "nothing was deleted")
+
+    return alive
+
+
 def wait_http_ok(url: str, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     last = None
@@ -220,9 +250,11 @@ def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeli
         postgres.wait_ready(settings)
         postgres.apply_schema(settings)  # idempotent: roles, databases, sql/
     if "broker" in by_name:
-        log("starting the Kafka-protocol broker (Tansu)")
+        broker.prepare(settings, say=log)  # disk, cluster id; formats a new log once
+        log("starting Apache Kafka (KRaft, one node)")
         _start(settings, by_name["broker"])
-    if "broker" in by_name or (settings.broker_embedded is False and "core" in groups):
+        broker.ensure_topic(settings, alive=_broker_watch(settings))
+    elif settings.broker_embedded is False and "core" in groups:
         broker.ensure_topic(settings)
     airflow_todo = [s for s in todo if s.group == "airflow"]
     if airflow_todo:
