@@ -142,6 +142,23 @@ def test_services_have_health_checks_memory_limits_and_named_volumes():
     assert SERVICES["postgres"]["image"].startswith("postgres:15")
 
 
+def test_compose_kafka_is_the_embedded_brokers_version_and_settings():
+    """Both ways run one broker: the image's version is jvm/pom.xml's
+    kafka.version, and its settings are the embedded broker's."""
+    from lakehouse.platform import broker
+
+    pom = (REPO_ROOT / "jvm" / "pom.xml").read_text()
+    version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
+    assert SERVICES["kafka"]["image"] == f"apache/kafka:{version}"
+    env = SERVICES["kafka"]["environment"]
+    props = broker.server_properties(make_settings(REPO_ROOT / ".run-compose-test-unused"))
+    for key in ("process.roles", "min.insync.replicas", "default.replication.factor", "offsets.topic.replication.factor",
+                "transaction.state.log.replication.factor", "transaction.state.log.min.isr", "message.max.bytes",
+                "log.segment.bytes", "auto.create.topics.enable", "group.initial.rebalance.delay.ms"):
+        name = "KAFKA_" + key.upper().replace(".", "_")
+        assert str(env[name]) == props[key], name
+
+
 def test_one_shot_services_are_awaited_by_long_running_ones():
     """`docker compose up --wait` (make compose-up) exits 0 after a one-shot
     container exits only when a running service depends on its completion."""

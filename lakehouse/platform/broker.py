@@ -37,6 +37,7 @@ from lakehouse.settings import Settings
 
 NODE_ID = 1
 MB = 1024 * 1024
+MESSAGE_MAX_BYTES = 4 * MB
 
 
 # --- where things live -----------------------------------------------------------
@@ -110,6 +111,8 @@ def server_properties(settings: Settings) -> dict[str, str]:
         "log.retention.hours": str(settings.broker_retention_hours),
         "log.retention.bytes": str(settings.broker_retention_bytes),
         "log.segment.bytes": str(256 * MB),
+        # the producer's max_request_size: oversize events reach the topic (and quarantine)
+        "message.max.bytes": str(MESSAGE_MAX_BYTES),
         "num.network.threads": "2",
         "num.io.threads": "4",
         "num.recovery.threads.per.data.dir": "2",
