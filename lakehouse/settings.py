@@ -123,6 +123,16 @@ class Settings(BaseSettings):
     stream_starting_offsets: str = Field("earliest", description="earliest or latest, for a new checkpoint.")
     stream_fail_on_data_loss: bool = True
     realtime_watermark_minutes: float = 2.0
+    realtime_future_skew_minutes: float = Field(
+        5.0, ge=0.0,
+        description="Events further ahead of their Kafka timestamp than this are kept in bronze but left out of "
+        "realtime (they would move its watermark); counted in ops.stream_progress.future_events.",
+    )
+    kafka_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra Kafka client settings for both streams (JSON object; keys with or without the "
+        "'kafka.' prefix), passed to Spark's Kafka source as kafka.<key>: security.protocol, sasl.*, ssl.*, ...",
+    )
 
     # --- Grafana ------------------------------------------------------------
     grafana_bin: str = Field("grafana", description="Grafana server binary (name on PATH or a path).")

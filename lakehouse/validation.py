@@ -1,13 +1,18 @@
-"""Validate Kafka messages against the event contract, in Python, where the
-records already are: the Kafka source decodes them in Spark's Python workers,
-and `parse_records` checks them in the same pass, so neither stream parses
-JSON in the JVM (which cost ~23 us per record on two cores, 5x this).
+"""The single definition of a valid event: the rules and reason codes that
+both streaming queries apply to every Kafka record.
 
-`parse_records` turns one range of Kafka records into an Arrow batch of
-PARSED_SCHEMA: the bronze columns plus `reason`, which is NULL for a valid
-event and names the first rule the message breaks otherwise. Raw landing
-splits it with `split_bronze`; fast aggregation keeps the rows whose reason is
-NULL.
+Where it runs: `validate_arrow` is the body of an Arrow UDF
+(lakehouse.stream.parse) that Spark calls on batches of Kafka values and
+timestamps; it returns, per record, the parsed fields and `reason` (NULL for a
+valid event, else the first rule the message breaks). The same rules written
+as Spark SQL expressions over VARIANT were measured slower (docs/decisions.md).
+
+Every decision depends only on the record (its value and its Kafka
+timestamp), never on when it is (re)read, so a replayed micro-batch
+classifies each record exactly as before.
+
+`parse_records` (one Kafka partition's records -> a PARSED_SCHEMA batch) and
+`split_bronze` remain for tests and tools that work in Arrow without Spark.
 
 Rules, in order (the first that holds is the reason; `<code>` or `<code>:<field>`):
 
@@ -23,12 +28,17 @@ Rules, in order (the first that holds is the reason; `<code>` or `<code>:<field>
     invalid_user_id     user_id <= 0
     unknown_event_type  not one of EVENT_TYPES
     unknown_source      not one of SOURCES
-    invalid_page        does not start with "/"
+    invalid_page        does not start with "/", longer than MAX_PAGE_CHARS, or holds a
+                        control character (U+0000-U+001F, U+007F-U+009F)
     invalid_timestamp   not ISO-8601 date-time with an explicit zone (Z or +hh:mm),
                         or not a real date-time
-    absurd_timestamp    before 2000-01-01, or more than MAX_FUTURE_HOURS after ingest
+    absurd_timestamp    before 2000-01-01, or more than MAX_FUTURE_HOURS after the
+                        record's Kafka timestamp (the reference time; records
+                        without one, timestamp < 0, get no upper bound)
 
-Extra fields are allowed; a repeated key keeps its last value. Speed: a strict
+A valid event's event_id is returned in lower case (the raw payload keeps it as
+sent), so two spellings of one UUID are one event_id for every de-duplication
+downstream. Extra fields are allowed; a repeated key keeps its last value. Speed: a strict
 typed msgspec decoder handles the common case in C; whatever it rejects goes
 through `check_message`, the rule-by-rule path, so both give the same reason.
 """
@@ -69,8 +79,11 @@ REASON_ABSURD_TIMESTAMP = "absurd_timestamp"
 
 #: Event times before this are absurd (clock reset, epoch zero).
 MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
-#: Event times later than ingest time plus this many hours are absurd.
+#: Event times later than the record's Kafka timestamp plus this many hours are absurd.
 MAX_FUTURE_HOURS = 24
+#: Longest valid page (characters): a longer one would break the PostgreSQL load of gold.
+MAX_PAGE_CHARS = 512
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 #: ISO-8601 date-time with an explicit zone (Z or +hh:mm): UTC must be stated.
@@ -123,7 +136,8 @@ def _timestamp_us(text: str) -> int | None:
 
 def _value_reason(event_id: str, user_id: int, event_type: str, page: str, ts_text: str, source: str,
                   ingest_us: int) -> tuple[str | None, int]:
-    """The rules on values, once every field has its type: (reason or None, event time in us)."""
+    """The rules on values, once every field has its type: (reason or None, event time in us).
+    `ingest_us` is the reference time of the future rule (the Kafka timestamp; < 0: none)."""
     if not UUID_RE.fullmatch(event_id):
         return REASON_INVALID_EVENT_ID, 0
     if user_id <= 0:
@@ -132,12 +146,12 @@ def _value_reason(event_id: str, user_id: int, event_type: str, page: str, ts_te
         return REASON_UNKNOWN_EVENT_TYPE, 0
     if source not in _SOURCES:
         return REASON_UNKNOWN_SOURCE, 0
-    if not page.startswith("/"):
+    if not page.startswith("/") or len(page) > MAX_PAGE_CHARS or _CONTROL_RE.search(page):
         return REASON_INVALID_PAGE, 0
     ts = _timestamp_us(ts_text)
     if ts is None:
         return REASON_INVALID_TIMESTAMP, 0
-    if ts < _MIN_US or ts > ingest_us + _MAX_FUTURE_US:
+    if ts < _MIN_US or (ingest_us >= 0 and ts > ingest_us + _MAX_FUTURE_US):
         return REASON_ABSURD_TIMESTAMP, 0
     return None, ts
 
@@ -149,7 +163,10 @@ def _is_json_type(name: str, value) -> bool:
 
 
 def check_message(value: bytes | None, ingest_us: int) -> tuple[str | None, Fields | None]:
-    """Every rule, in order, on one message: (reason, None) or (None, the event's values)."""
+    """Every rule, in order, on one message: (reason, None) or (None, the event's values).
+    `ingest_us`: the reference time of the future rule, the record's Kafka
+    timestamp in microseconds (negative: the record has none, no upper bound).
+    The event_id returned is lower-cased."""
     if not value:
         return REASON_EMPTY, None
     if len(value) > MAX_MESSAGE_BYTES:
@@ -175,41 +192,73 @@ def check_message(value: bytes | None, ingest_us: int) -> tuple[str | None, Fiel
                                e["source"], ingest_us)
     if reason is not None:
         return reason, None
-    return None, (e["event_id"], e["user_id"], e["event_type"], e["page"], e["source"], ts, text)
+    return None, (e["event_id"].lower(), e["user_id"], e["event_type"], e["page"], e["source"], ts, text)
 
 
-def parse_records(topic: str, partition: int, keys: list, values: list, offsets: list, timestamps_ms: list,
-                  ingest_us: int) -> pa.RecordBatch:
-    """Kafka records of one partition (parallel lists) -> one PARSED_SCHEMA batch."""
-    n = len(values)
-    eid, uid, etype, page, src, ets, text, reason, raw_v, raw_k = ([] for _ in range(10))
+#: What `validate_arrow` returns per record: the parsed fields (NULL unless
+#: valid) and the reason (NULL when valid).
+VALIDATED_TYPE = pa.struct([
+    ("event_id", pa.string()), ("user_id", pa.int64()), ("event_type", pa.string()), ("page", pa.string()),
+    ("source", pa.string()), ("event_ts", UTC_TS), ("reason", pa.string()),
+])
+
+
+def _classify(values, reference_us) -> tuple[list, ...]:
+    """The rules on each (value, reference time) pair -> parallel columns
+    (event_id, user_id, event_type, page, source, event time us, payload text, reason)."""
+    eid, uid, etype, page, src, ets, text, reason = ([] for _ in range(8))
     decode_event, value_reason = _decode_event, _value_reason
-    for key, value in zip(keys, values):
+    for value, ref in zip(values, reference_us):
         why, fields = None, None
+        if ref is None:
+            ref = -1
         if value and len(value) <= MAX_MESSAGE_BYTES:
             try:
                 e = decode_event(value)
                 payload = value.decode("utf-8")  # msgspec skips over unknown fields unchecked
             except (msgspec.DecodeError, UnicodeDecodeError):
-                why, fields = check_message(value, ingest_us)
+                why, fields = check_message(value, ref)
             else:
                 if e.user_id > _INT64_MAX or e.user_id < _INT64_MIN:
                     why = f"{REASON_WRONG_TYPE}:user_id"
                 else:
-                    why, ts = value_reason(e.event_id, e.user_id, e.event_type, e.page, e.timestamp, e.source,
-                                           ingest_us)
+                    why, ts = value_reason(e.event_id, e.user_id, e.event_type, e.page, e.timestamp, e.source, ref)
                     if why is None:
-                        fields = (e.event_id, e.user_id, e.event_type, e.page, e.source, ts, payload)
+                        fields = (e.event_id.lower(), e.user_id, e.event_type, e.page, e.source, ts, payload)
         else:
-            why, fields = check_message(value, ingest_us)
+            why, fields = check_message(value, ref)
         if why is None:
             eid.append(fields[0]), uid.append(fields[1]), etype.append(fields[2]), page.append(fields[3])
-            src.append(fields[4]), ets.append(fields[5]), text.append(fields[6])
-            reason.append(None), raw_v.append(None), raw_k.append(None)
+            src.append(fields[4]), ets.append(fields[5]), text.append(fields[6]), reason.append(None)
         else:
             for column in (eid, uid, etype, page, src, ets, text):
                 column.append(None)
-            reason.append(why), raw_v.append(value), raw_k.append(key)
+            reason.append(why)
+    return eid, uid, etype, page, src, ets, text, reason
+
+
+def validate_arrow(values: pa.Array, kafka_ts_us: pa.Array) -> pa.StructArray:
+    """The Arrow UDF body: Kafka values (binary) and Kafka timestamps (int64
+    microseconds, the reference of the future rule) -> a VALIDATED_TYPE struct
+    per record. Pure: the same input always gives the same output."""
+    eid, uid, etype, page, src, ets, _, reason = _classify(values.to_pylist(), kafka_ts_us.to_pylist())
+    return pa.StructArray.from_arrays(
+        [pa.array(eid, pa.string()), pa.array(uid, pa.int64()), pa.array(etype, pa.string()),
+         pa.array(page, pa.string()), pa.array(src, pa.string()), pa.array(ets, UTC_TS),
+         pa.array(reason, pa.string())],
+        fields=list(VALIDATED_TYPE),
+    )
+
+
+def parse_records(topic: str, partition: int, keys: list, values: list, offsets: list, timestamps_ms: list,
+                  ingest_us: int) -> pa.RecordBatch:
+    """Kafka records of one partition (parallel lists) -> one PARSED_SCHEMA batch.
+    Each record is judged against its own Kafka timestamp; `ingest_us` only fills ingest_ts."""
+    n = len(values)
+    refs = [None if t is None or t < 0 else t * 1000 for t in timestamps_ms]
+    eid, uid, etype, page, src, ets, text, reason = _classify(values, refs)
+    raw_v = [None if r is None else v for v, r in zip(values, reason)]
+    raw_k = [None if r is None else k for k, r in zip(keys, reason)]
     event_ts = pa.array(ets, UTC_TS)
     ingest_ts = pa.scalar(ingest_us, UTC_TS)
     columns = [

@@ -1,10 +1,11 @@
-"""Fast aggregation: Kafka (validated in the source) -> valid events -> one-minute event-time windows
-(watermark, event_id de-duplication) -> PostgreSQL realtime tables.
+"""Fast aggregation: Kafka (Spark's Kafka source) -> validation -> on-time
+valid events (future-skew rule) -> one-minute event-time windows (watermark,
+event_id de-duplication) -> PostgreSQL realtime tables.
 
 Output mode update: every micro-batch upserts the windows it changed, with
-their full counts, in one transaction (lakehouse.realtime). While PostgreSQL
-is away the batch retries with backoff and does not finish, so nothing is
-lost; the query then catches up.
+their full counts, in one transaction (lakehouse.stream.realtime). While
+PostgreSQL is away the batch retries with backoff and does not finish, so
+nothing is lost; the query then catches up.
 
     python -m spark_jobs.fast_aggregation   # settings from the environment / .env
 """
@@ -14,30 +15,26 @@ from __future__ import annotations
 import logging
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from lakehouse import realtime
 from lakehouse.settings import Settings
-from lakehouse.streaming import GracefulStop, events_stream, run_streaming_job
+from lakehouse.stream import realtime
+from lakehouse.stream.app import GracefulStop, run_streaming_job
+from lakehouse.stream.source import kafka_stream, validated
 
 QUERY_NAME = "fast-aggregation"
 log = logging.getLogger(__name__)
 
 
-def extract(spark: SparkSession, settings: Settings) -> DataFrame:
-    return events_stream(spark, settings, columns=[*realtime.EVENT_COLUMNS, "reason"])
-
-
-def transform(messages: DataFrame, settings: Settings) -> DataFrame:
-    """Validated messages -> per-window counts of the valid events."""
-    events = messages.where(F.col("reason").isNull()).select(*realtime.EVENT_COLUMNS)
+def transform(kafka: DataFrame, settings: Settings) -> DataFrame:
+    """Kafka rows -> per-window counts of the valid, on-time events."""
+    events = realtime.on_time_events(validated(kafka), settings.realtime_future_skew_minutes)
     return realtime.window_counts(events, settings.realtime_watermark_minutes)
 
 
 def load(settings: Settings, windows: DataFrame) -> None:
     """Upsert the changed windows of one micro-batch (retries while PostgreSQL is away)."""
-    rows = realtime.table_rows(r.asDict() for r in windows.collect())
+    rows = realtime.table_rows(realtime.collect_windows(windows))
     realtime.upsert_with_retry(settings.pg_dsn("writer"), rows)
 
 
@@ -52,7 +49,7 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
         load(settings, batch)
 
     return (
-        transform(extract(spark, settings), settings)
+        transform(kafka_stream(spark, settings), settings)
         .writeStream.queryName(QUERY_NAME)
         .outputMode("update")
         .foreachBatch(write)

@@ -1,9 +1,6 @@
-"""Raw landing: Kafka (validated in the source) -> Delta bronze/events + bronze/quarantine.
-
-Exactly once per Kafka record: each micro-batch is appended to each table
-under a Delta application transaction (app id = query name, table and the
-checkpoint's query id; version = batch id), so a batch replayed after a crash
-is skipped by the table that already has it (lakehouse.delta_io).
+"""Raw landing: Kafka (Spark's Kafka source) -> validation -> Delta
+bronze/events + bronze/quarantine, every record exactly once (delta-spark
+idempotent writes keyed by batch id: lakehouse.stream.bronze).
 
     python -m spark_jobs.raw_landing        # settings from the environment / .env
 """
@@ -13,47 +10,16 @@ from __future__ import annotations
 import logging
 import time
 
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from lakehouse import delta_io
-from lakehouse.contract import (
-    BRONZE_EVENTS_PARTITION,
-    BRONZE_EVENTS_SCHEMA,
-    BRONZE_QUARANTINE_PARTITION,
-    BRONZE_QUARANTINE_SCHEMA,
-)
 from lakehouse.settings import Settings
-from lakehouse.streaming import GracefulStop, checkpoint_query_id, events_stream, run_streaming_job
-from lakehouse.validation import split_bronze
+from lakehouse.stream import bronze
+from lakehouse.stream.app import GracefulStop, checkpoint_query_id, run_streaming_job
+from lakehouse.stream.source import kafka_stream, validated
 
 QUERY_NAME = "raw-landing"
 log = logging.getLogger(__name__)
-
-
-def extract(spark: SparkSession, settings: Settings) -> DataFrame:
-    return events_stream(spark, settings)
-
-
-def transform(batch: DataFrame) -> tuple[pa.Table, pa.Table]:
-    """One micro-batch of validated messages -> (bronze events, quarantine rows) in Arrow."""
-    return split_bronze(batch.toArrow())
-
-
-def load(settings: Settings, events: pa.Table, quarantine: pa.Table, app_prefix: str, batch_id: int) -> tuple[bool, bool]:
-    """Append both tables, each idempotently under its own app id; says which committed."""
-    events_done = delta_io.append_batch(
-        settings.table_path("bronze", "events"), events,
-        schema=BRONZE_EVENTS_SCHEMA, partition_by=BRONZE_EVENTS_PARTITION,
-        app_id=f"{app_prefix}:bronze/events", batch_id=batch_id,
-    )
-    quarantine_done = delta_io.append_batch(
-        settings.table_path("bronze", "quarantine"), quarantine,
-        schema=BRONZE_QUARANTINE_SCHEMA, partition_by=BRONZE_QUARANTINE_PARTITION,
-        app_id=f"{app_prefix}:bronze/quarantine", batch_id=batch_id,
-    )
-    return events_done, quarantine_done
 
 
 def checkpoint(settings: Settings) -> str:
@@ -62,10 +28,7 @@ def checkpoint(settings: Settings) -> str:
 
 def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = None) -> StreamingQuery:
     """Start the query (tables created first, so readers find them at once)."""
-    delta_io.ensure_table(settings.table_path("bronze", "events"), BRONZE_EVENTS_SCHEMA, BRONZE_EVENTS_PARTITION)
-    delta_io.ensure_table(
-        settings.table_path("bronze", "quarantine"), BRONZE_QUARANTINE_SCHEMA, BRONZE_QUARANTINE_PARTITION
-    )
+    bronze.ensure_tables(spark, settings)
     ckpt = checkpoint(settings)
     prefix: dict[str, str] = {}
 
@@ -75,14 +38,12 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
         if "app" not in prefix:  # Spark has written the checkpoint metadata by now
             prefix["app"] = f"{QUERY_NAME}:{checkpoint_query_id(ckpt)}"
         t0 = time.monotonic()
-        events, quarantine = transform(batch)
-        t1 = time.monotonic()
-        wrote = load(settings, events, quarantine, prefix["app"], batch_id)
-        log.info("batch %s: %s events, %s quarantined (committed: %s, %s); read+validate %.2fs, Delta %.2fs",
-                 batch_id, events.num_rows, quarantine.num_rows, *wrote, t1 - t0, time.monotonic() - t1)
+        landed = bronze.land_batch(batch, batch_id, settings, prefix["app"])
+        log.info("batch %s: %s records, %s events, %s quarantined in %.2fs",
+                 batch_id, landed.records, landed.events, landed.quarantined, time.monotonic() - t0)
 
     return (
-        extract(spark, settings)
+        validated(kafka_stream(spark, settings))
         .writeStream.queryName(QUERY_NAME)
         .foreachBatch(land)
         .option("checkpointLocation", ckpt)

@@ -13,7 +13,7 @@ program; each query also runs alone (`python -m spark_jobs.raw_landing`).
 
 from __future__ import annotations
 
-from lakehouse.streaming import run_streaming_job
+from lakehouse.stream.app import run_streaming_job
 from spark_jobs import fast_aggregation, raw_landing
 
 APP_NAME = "lakehouse-streams"

@@ -13,6 +13,11 @@ CREATE TABLE IF NOT EXISTS ops.stream_progress (
     PRIMARY KEY (query_name, batch_id)
 );
 CREATE INDEX IF NOT EXISTS stream_progress_recorded_at ON ops.stream_progress (query_name, recorded_at DESC);
+-- From Spark's Kafka source metrics (avgOffsetsBehindLatest, maxOffsetsBehindLatest), and
+-- fast aggregation's count of events left out of realtime for their future skew.
+ALTER TABLE ops.stream_progress ADD COLUMN IF NOT EXISTS avg_offsets_behind double precision;
+ALTER TABLE ops.stream_progress ADD COLUMN IF NOT EXISTS max_offsets_behind bigint;
+ALTER TABLE ops.stream_progress ADD COLUMN IF NOT EXISTS future_events bigint;
 
 -- One row per expectation per validation of silver (Great Expectations).
 CREATE TABLE IF NOT EXISTS ops.data_quality (

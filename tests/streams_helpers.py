@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from lakehouse.polling import wait_for  # noqa: F401  (re-exported for the stream tests)
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import psycopg2
 from deltalake import DeltaTable
 
+from lakehouse import catalog
 from lakehouse.platform import broker
 from lakehouse.settings import REPO_ROOT, Settings
 from producer.generator import EventGenerator, GeneratorConfig, Message
@@ -66,8 +68,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
-        env[name.upper()] = str(value)
+        env[name.upper()] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     env["PYSPARK_PYTHON"] = sys.executable
+    # a host zone other than UTC: stored window starts must still be true UTC instants
+    env["TZ"] = "America/Los_Angeles"
     return env
 
 
@@ -154,7 +158,9 @@ def closed(counts: dict[str, Counter], watermark: datetime, since: datetime) -> 
 
 
 def delta_rows(settings: Settings, name: str) -> list[dict]:
-    path = settings.table_path("bronze", name)
+    """Rows of bronze/<name>, read with delta-rs (the `deltalake` package): the
+    tables delta-spark writes must stay readable by it."""
+    path = catalog.TABLES[f"bronze/{name}"].path(settings)
     try:
         return DeltaTable(path).to_pyarrow_table().to_pylist()
     except Exception:  # not created yet

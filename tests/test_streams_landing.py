@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import psycopg2
 import pytest
 
-from lakehouse.progress import ProgressRecorder
+from lakehouse.stream.progress import ProgressRecorder
 from lakehouse.spark import spark_session
 from lakehouse.validation import reason_code
 from spark_jobs import fast_aggregation, raw_landing

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from lakehouse.progress import lag, progress_row
-from lakehouse.realtime import table_rows
+from lakehouse.stream.progress import lag, progress_row
+from lakehouse.stream.realtime import table_rows, utc_instant
 
 W = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
 
@@ -21,11 +21,30 @@ def test_progress_row_from_spark_progress_json():
     progress = {
         "name": "raw-landing", "batchId": 7, "numInputRows": 400, "processedRowsPerSecond": 800.5,
         "durationMs": {"triggerExecution": 512, "addBatch": 300},
-        "sources": [{"endOffset": json.dumps({"t": {"0": 100}}), "latestOffset": json.dumps({"t": {"0": 130}})}],
+        "sources": [{"endOffset": json.dumps({"t": {"0": 100}}), "latestOffset": json.dumps({"t": {"0": 130}}),
+                     "metrics": {"avgOffsetsBehindLatest": "30.0", "maxOffsetsBehindLatest": "30",
+                                 "minOffsetsBehindLatest": "30"}}],
+        "observedMetrics": {"future_skew": {"future_events": 2}},
     }
-    assert progress_row(progress) == ("raw-landing", 7, 400, 800.5, 512, json.dumps({"t": {"0": 100}}), 30)
-    idle = dict(progress, numInputRows=0, processedRowsPerSecond=float("nan"))
+    assert progress_row(progress) == ("raw-landing", 7, 400, 800.5, 512, json.dumps({"t": {"0": 100}}), 30,
+                                      30.0, 30, 2)
+    idle = dict(progress, numInputRows=0, processedRowsPerSecond=float("nan"), observedMetrics={})
+    idle["sources"] = [dict(progress["sources"][0], metrics={"avgOffsetsBehindLatest": "NaN"})]
     assert progress_row(idle)[2:4] == (0, None)
+    assert progress_row(idle)[7:] == (None, None, None)
+
+
+def test_window_starts_are_utc_instants_whatever_the_local_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        assert utc_instant(int(W.timestamp() * 1_000_000)) == W
+        assert utc_instant(0).utcoffset().total_seconds() == 0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_table_rows_unpivots_a_window_and_leaves_out_zero_counts():

@@ -1,5 +1,5 @@
 """Validation rules on tiny hand-made Kafka records (pure Python, as the
-events source runs them in Spark's Python workers)."""
+Arrow UDF runs them in Spark's Python workers)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ import pytest
 import pyarrow as pa
 
 from lakehouse.contract import BRONZE_EVENTS_SCHEMA, BRONZE_QUARANTINE_SCHEMA, MAX_MESSAGE_BYTES
-from lakehouse.validation import PARSED_SCHEMA, check_message, parse_records, reason_code, split_bronze
+from lakehouse.validation import (
+    MAX_PAGE_CHARS,
+    PARSED_SCHEMA,
+    VALIDATED_TYPE,
+    check_message,
+    parse_records,
+    reason_code,
+    split_bronze,
+    validate_arrow,
+)
 
 INGEST = datetime(2026, 11, 21, 12, tzinfo=timezone.utc)
 INGEST_US = int(INGEST.timestamp()) * 1_000_000
@@ -73,13 +82,24 @@ CASES = [
     (event(timestamp="2026-11-21T11:59:00.123456789+00:00"), None),
     (event(timestamp="2026-11-21 11:59Z"), None),
     (json.dumps({**GOOD, "user_id": 1, "user_id2": 2}).replace('"user_id2"', '"user_id"').encode(), None),
+    # page: at most MAX_PAGE_CHARS characters, no control characters (a NUL broke the PostgreSQL load)
+    (event(page="/" + "p" * (MAX_PAGE_CHARS - 1)), None),
+    (event(page="/" + "p" * MAX_PAGE_CHARS), "invalid_page"),
+    (event(page="/home\u0000"), "invalid_page"),
+    (event(page="/ho\nme"), "invalid_page"),
+    (event(page="/ho\u0085me"), "invalid_page"),
+    (event(page="/caf\u00e9"), None),
+    (event(event_id=GOOD["event_id"].upper()), None),
+    # the future rule is judged against the record's Kafka timestamp (INGEST here)
+    (event(timestamp="2026-11-22T11:59:00Z"), None),
+    (event(timestamp="2026-11-22T12:00:01Z"), "absurd_timestamp"),
 ]
 
 
 def records(values):
     values = list(values)
     n = len(values)
-    return parse_records("events", 2, [b"5"] * n, values, list(range(n)), [1_700_000_000_000] * n, INGEST_US)
+    return parse_records("events", 2, [b"5"] * n, values, list(range(n)), [INGEST_US // 1000] * n, INGEST_US)
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +135,39 @@ def test_fast_path_and_rule_by_rule_path_agree(parsed):
     assert [check_message(v, INGEST_US)[0] for v, _ in CASES] == got
 
 
+def test_event_ids_are_lower_cased_and_the_payload_kept_as_sent(parsed):
+    upper = next(i for i, (v, _) in enumerate(CASES) if v == event(event_id=GOOD["event_id"].upper()))
+    assert parsed["event_id"][upper].as_py() == GOOD["event_id"]
+    assert GOOD["event_id"].upper() in parsed["raw_payload"][upper].as_py()
+    assert check_message(CASES[upper][0], INGEST_US)[1][0] == GOOD["event_id"]
+
+
+def test_arrow_udf_body_gives_the_same_reasons_and_fields():
+    values = pa.array([v for v, _ in CASES], pa.binary())
+    refs = pa.array([INGEST_US] * len(CASES), pa.int64())
+    out = validate_arrow(values, refs)
+    assert out.type == VALIDATED_TYPE
+    assert out.field("reason").to_pylist() == [reason for _, reason in CASES]
+    first = out[0].as_py()
+    assert first["event_id"] == GOOD["event_id"] and first["user_id"] == 5 and first["page"] == "/home"
+    assert first["event_ts"] == datetime(2026, 11, 21, 11, 59, 0, 5000, tzinfo=timezone.utc)
+    assert out[3].as_py()["event_id"] is None  # invalid rows carry no fields
+
+
+def test_decisions_depend_on_the_kafka_timestamp_not_on_when_they_run():
+    """23 h ahead of its Kafka timestamp is valid, 25 h absurd, whenever it is (re)read;
+    a record without a Kafka timestamp (-1) gets no upper bound."""
+    value = event(timestamp="2026-11-22T11:00:00Z")
+    refs = [INGEST_US, INGEST_US - 2 * 3600 * 1_000_000, -1]
+    got = validate_arrow(pa.array([value] * 3, pa.binary()), pa.array(refs, pa.int64()))
+    assert got.field("reason").to_pylist() == [None, "absurd_timestamp", None]
+
+
 def test_parsed_batch_has_the_schema_spark_is_told_and_kafka_coordinates(parsed):
     assert parsed.schema == PARSED_SCHEMA
     row = parsed.slice(0, 1).to_pylist()[0]
     assert (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]) == ("events", 2, 0)
-    assert row["kafka_timestamp"] == datetime.fromtimestamp(1_700_000_000, timezone.utc)
+    assert row["kafka_timestamp"] == INGEST
     assert row["ingest_ts"] == INGEST and row["ingest_date"].isoformat() == "2026-11-21"
     assert records([]).num_rows == 0
 
@@ -127,13 +175,3 @@ def test_parsed_batch_has_the_schema_spark_is_told_and_kafka_coordinates(parsed)
 def test_reason_code():
     assert reason_code("missing_field:user_id") == "missing_field"
     assert reason_code("oversize") == "oversize"
-
-
-def test_events_source_columns_option_selects_a_subset_in_order_and_rejects_unknown_names():
-    from lakehouse.event_source import selected_schema
-
-    assert selected_schema(None) == PARSED_SCHEMA
-    assert selected_schema("reason, event_id").names == ["reason", "event_id"]
-    assert selected_schema("event_ts").field("event_ts").type == PARSED_SCHEMA.field("event_ts").type
-    with pytest.raises(ValueError, match="payload"):
-        selected_schema("event_id,payload")

@@ -1,4 +1,4 @@
-"""What both streaming queries share: the validated events source, the
+"""The streams application: one Spark session for the queries, the
 checkpoint's query id, and a graceful stop on SIGINT/SIGTERM.
 
 Graceful stop: the signal handler only sets a flag. The main thread then waits
@@ -19,11 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
-
-from lakehouse.event_source import SHORT_NAME, register
-from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +42,6 @@ STREAMING_SPARK_CONF = {
 
 class StopRequested(RuntimeError):
     """Raised by a micro-batch that began after a stop was requested."""
-
-
-def events_stream(spark: SparkSession, settings: Settings, columns: list[str] | None = None) -> DataFrame:
-    """The events topic as a streaming DataFrame of validated messages
-    (lakehouse.event_source): the columns of lakehouse.validation.PARSED_SCHEMA,
-    or only `columns` (the others are then never built or sent to the JVM)."""
-    register(spark)
-    reader = spark.readStream.format(SHORT_NAME)
-    if columns:
-        reader = reader.option("columns", ",".join(columns))
-    return (
-        reader
-        .option("bootstrap.servers", settings.kafka_bootstrap_servers)
-        .option("subscribe", settings.kafka_topic)
-        .option("startingOffsets", settings.stream_starting_offsets)
-        .option("maxOffsetsPerTrigger", str(settings.stream_max_records_per_batch))
-        .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
-        .load()
-    )
 
 
 def checkpoint_query_id(checkpoint: str | Path) -> str:
@@ -120,7 +97,7 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     graceful-stop handler, the progress listener, the queries, then block
     until stopped. `starts` maps each query name to its `start(spark,
     settings, stop)`; several queries share the application (one JVM)."""
-    from lakehouse.progress import ProgressRecorder
+    from lakehouse.stream.progress import ProgressRecorder
     from lakehouse.settings import get_settings
     from lakehouse.spark import driver_java_options, spark_session
 

@@ -2,10 +2,16 @@
 
 A StreamingQueryListener receives Spark's progress report after every trigger
 and upserts one row per (query, batch id): input rows, rows/s, duration, end
-offsets and the lag. Lag = records on the broker not yet in a finished batch:
-sum over partitions of (high watermark - end offset), the high watermark being
-what the Kafka source measured when it planned the batch (its
-`reportLatestOffset`, a Fetch-based high watermark that is right on Tansu too).
+offsets and the lag, all from Spark's own progress of the Kafka source:
+
+    end_offsets         the source's endOffset, {topic: {partition: offset}}
+    lag                 sum over partitions of latestOffset - endOffset: the
+                        records on the broker (as the source saw them when it
+                        planned the batch) that no finished batch holds yet
+    avg_offsets_behind  the source's avgOffsetsBehindLatest metric
+    max_offsets_behind  the source's maxOffsetsBehindLatest metric
+    future_events       events left out of realtime for their future skew
+                        (fast aggregation's observed metric; NULL elsewhere)
 
 Progress is monitoring, not data: if PostgreSQL is away the row is logged and
 dropped, and the stream is never held up by it.
@@ -24,12 +30,15 @@ log = logging.getLogger(__name__)
 
 UPSERT = """
 INSERT INTO ops.stream_progress
-    (query_name, batch_id, input_rows, rows_per_second, duration_ms, end_offsets, lag, recorded_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+    (query_name, batch_id, input_rows, rows_per_second, duration_ms, end_offsets, lag,
+     avg_offsets_behind, max_offsets_behind, future_events, recorded_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
 ON CONFLICT (query_name, batch_id) DO UPDATE SET
     input_rows = EXCLUDED.input_rows, rows_per_second = EXCLUDED.rows_per_second,
     duration_ms = EXCLUDED.duration_ms, end_offsets = EXCLUDED.end_offsets,
-    lag = EXCLUDED.lag, recorded_at = now()
+    lag = EXCLUDED.lag, avg_offsets_behind = EXCLUDED.avg_offsets_behind,
+    max_offsets_behind = EXCLUDED.max_offsets_behind, future_events = EXCLUDED.future_events,
+    recorded_at = now()
 WHERE EXCLUDED.input_rows > 0 OR ops.stream_progress.input_rows = 0
 """
 
@@ -53,9 +62,33 @@ def lag(end: dict, latest: dict) -> int | None:
     return total
 
 
+def _number(value, kind=float):
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return kind(x) if x == x else None
+
+
+def _metric(sources: list, name: str, kind, combine):
+    values = [_number((s.get("metrics") or {}).get(name), kind) for s in sources]
+    values = [v for v in values if v is not None]
+    return combine(values) if values else None
+
+
+def future_events(progress: dict) -> int | None:
+    """Fast aggregation's count of events left out for their future skew, if observed."""
+    from lakehouse.stream.realtime import FUTURE_METRIC
+
+    metric = (progress.get("observedMetrics") or {}).get(FUTURE_METRIC)
+    if not metric:
+        return None
+    return _number(metric.get("future_events"), int)
+
+
 def progress_row(progress: dict) -> tuple | None:
     """Spark's progress JSON (as a dict) -> a row of ops.stream_progress,
-    or None for a progress without a source."""
+    or None for a progress without a name."""
     sources = progress.get("sources") or []
     if not progress.get("name"):
         return None
@@ -63,6 +96,8 @@ def progress_row(progress: dict) -> tuple | None:
     for s in sources:
         end.update(_offsets(s.get("endOffset")))
         latest.update(_offsets(s.get("latestOffset")))
+    avg_behind = _metric(sources, "avgOffsetsBehindLatest", float, lambda v: sum(v) / len(v))
+    max_behind = _metric(sources, "maxOffsetsBehindLatest", int, max)
     rate = progress.get("processedRowsPerSecond")
     return (
         progress["name"],
@@ -72,6 +107,9 @@ def progress_row(progress: dict) -> tuple | None:
         int((progress.get("durationMs") or {}).get("triggerExecution", 0)),
         json.dumps(end),
         lag(end, latest),
+        avg_behind,
+        max_behind,
+        future_events(progress),
     )
 
 

@@ -12,15 +12,25 @@ and every login source (the contract's value sets are fixed). Each updated
 window therefore carries its full counts, so every micro-batch can upsert all
 three tables by primary key, in one transaction: a replayed batch rewrites the
 same values. Events older than the watermark are dropped here (they still
-reach bronze, silver and gold); a resent event_id is dropped while its event
-time is within the watermark, and after that it is late anyway.
+reach bronze, silver and gold); a resent event_id (compared in lower case) is
+dropped while its event time is within the watermark, and after that it is
+late anyway.
+
+Future skew: an event stamped more than REALTIME_FUTURE_SKEW_MINUTES ahead of
+its Kafka timestamp (a device with a wrong clock) is left out before the
+watermark, so it can never move the watermark ahead of the on-time events;
+it is kept in bronze and counted (`future_events` of the query's progress).
+
+Window starts leave Spark as microseconds since the epoch and become
+timezone-aware UTC datetimes, so the stored instants are right whatever the
+host's or the database session's time zone.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import psycopg2
 from psycopg2.extras import execute_values
@@ -35,6 +45,22 @@ log = logging.getLogger(__name__)
 WINDOW = "1 minute"
 #: The columns of a valid event that window_counts uses.
 EVENT_COLUMNS = ("event_id", "event_type", "source", "event_ts")
+#: Name of the observed metric (in each progress's observedMetrics) counting future events.
+FUTURE_METRIC = "future_skew"
+
+
+def on_time_events(validated: DataFrame, skew_minutes: float) -> DataFrame:
+    """Validated Kafka rows (lakehouse.stream.source.validated) -> the valid
+    events whose event time is at most `skew_minutes` ahead of their Kafka
+    timestamp (EVENT_COLUMNS). The others are counted as the observed metric
+    FUTURE_METRIC (`future_events`) of each micro-batch."""
+    from lakehouse.stream.source import field, is_valid
+
+    skew_us = int(skew_minutes * 60 * 1_000_000)
+    future = F.unix_micros(field("event_ts")) > F.unix_micros(F.col("timestamp")) + F.lit(skew_us)
+    valid = validated.where(is_valid())
+    observed = valid.observe(FUTURE_METRIC, F.count_if(future).alias("future_events"))
+    return observed.where(~future).select(*(field(c).alias(c) for c in EVENT_COLUMNS))
 
 
 def _type_col(event_type: str) -> str:
@@ -47,8 +73,8 @@ def _login_col(source: str) -> str:
 
 def window_counts(events: DataFrame, watermark_minutes: float) -> DataFrame:
     """Valid events (event_id, event_type, source, event_ts) -> one row per
-    one-minute window: window_start and a count column per event type and per
-    login source. Streaming: use output mode "update"."""
+    one-minute window: window_start_us (UTC microseconds) and a count column per
+    event type and per login source. Streaming: use output mode "update"."""
     deduped = (
         events.withWatermark("event_ts", f"{int(watermark_minutes * 60)} seconds")
         .dropDuplicatesWithinWatermark(["event_id"])
@@ -61,8 +87,26 @@ def window_counts(events: DataFrame, watermark_minutes: float) -> DataFrame:
     return (
         deduped.groupBy(F.window("event_ts", WINDOW).alias("w"))
         .agg(*counts)
-        .select(F.col("w.start").alias("window_start"), *[F.col(c) for c in _count_columns()])
+        .select(F.unix_micros(F.col("w.start")).alias("window_start_us"), *[F.col(c) for c in _count_columns()])
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def utc_instant(micros: int) -> datetime:
+    """Microseconds since the epoch -> an aware UTC datetime (no local time zone involved)."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def collect_windows(windows: DataFrame) -> list[dict]:
+    """The (few) changed windows of a micro-batch, with window_start an aware UTC datetime."""
+    out = []
+    for row in windows.collect():
+        w = row.asDict()
+        w["window_start"] = utc_instant(w.pop("window_start_us"))
+        out.append(w)
+    return out
 
 
 def _count_columns() -> list[str]:

@@ -1,0 +1,14 @@
+"""The streaming layer: both Structured Streaming queries' shared code.
+
+    source.py     the events topic through Spark's own Kafka connector (every
+                  kafka.* setting passed through, read_committed) and the
+                  validation UDF (lakehouse.validation's rules)
+    bronze.py     raw landing's sink: bronze/events + bronze/quarantine through
+                  delta-spark, idempotent per micro-batch (txnAppId/txnVersion)
+    realtime.py   fast aggregation: minute windows, the future-skew rule, upserts
+    progress.py   Spark's progress of each micro-batch -> ops.stream_progress
+    app.py        one Spark application for the queries, graceful stop
+
+The jobs in spark_jobs/ wire these together; the Delta tables are declared in
+lakehouse.catalog.
+"""

@@ -1,0 +1,84 @@
+"""The events topic as both queries read it: Spark's own Kafka connector
+(`spark.readStream.format("kafka")`, spark-sql-kafka-0-10) and the contract's
+rules (lakehouse.validation) applied to every record by one Arrow UDF.
+
+Options, as Spark's Kafka integration guide defines them:
+
+    kafka.bootstrap.servers   KAFKA_BOOTSTRAP_SERVERS
+    subscribe                 KAFKA_TOPIC
+    startingOffsets           STREAM_STARTING_OFFSETS (a new checkpoint only)
+    maxOffsetsPerTrigger      STREAM_MAX_RECORDS_PER_BATCH
+    failOnDataLoss            STREAM_FAIL_ON_DATA_LOSS
+    kafka.isolation.level     read_committed: records of aborted transactions
+                              are never read, open ones wait for their commit
+    kafka.<key>               every entry of KAFKA_OPTIONS (security.protocol,
+                              sasl.*, ssl.*, ...), which may also override the above
+
+Spark's consumer decompresses every codec the Kafka client knows (gzip,
+snappy, lz4, zstd) and handles transaction markers and compacted gaps.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.settings import Settings
+
+#: What the validation UDF adds to each Kafka row: a struct of the parsed
+#: fields (NULL unless valid) and `reason` (NULL when valid).
+PARSED = "parsed"
+
+
+def kafka_options(settings: Settings) -> dict[str, str]:
+    """The Kafka source's options from the settings (see the module docstring)."""
+    options = {
+        "kafka.bootstrap.servers": settings.kafka_bootstrap_servers,
+        "subscribe": settings.kafka_topic,
+        "startingOffsets": settings.stream_starting_offsets,
+        "maxOffsetsPerTrigger": str(settings.stream_max_records_per_batch),
+        "failOnDataLoss": str(settings.stream_fail_on_data_loss).lower(),
+        "kafka.isolation.level": "read_committed",
+    }
+    for key, value in settings.kafka_options.items():
+        key = key if key.startswith("kafka.") else f"kafka.{key}"
+        options[key] = str(value)
+    return options
+
+
+def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The topic as Spark's Kafka source gives it: key, value, topic,
+    partition, offset, timestamp, timestampType."""
+    return spark.readStream.format("kafka").options(**kafka_options(settings)).load()
+
+
+def _validate(values: pa.Array, kafka_ts_us: pa.Array) -> pa.Array:
+    from lakehouse.validation import validate_arrow
+
+    return validate_arrow(values, kafka_ts_us)
+
+
+def _validate_udf():
+    from pyspark.sql.functions import arrow_udf
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    from lakehouse.validation import VALIDATED_TYPE
+
+    return arrow_udf(_validate, from_arrow_type(VALIDATED_TYPE))
+
+
+def validated(kafka: DataFrame) -> DataFrame:
+    """Kafka rows plus `parsed` (lakehouse.validation.VALIDATED_TYPE). The rules
+    see the value and the record's Kafka timestamp only, never the clock, so a
+    replayed batch gets the same verdicts."""
+    return kafka.withColumn(PARSED, _validate_udf()(F.col("value"), F.unix_micros(F.col("timestamp"))))
+
+
+def field(name: str) -> Column:
+    """A field of `parsed`, e.g. field("event_ts")."""
+    return F.col(PARSED).getField(name)
+
+
+def is_valid() -> Column:
+    return field("reason").isNull()
