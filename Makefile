@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LAKEHOUSE := $(VENV)/bin/lakehouse
 PYTEST_ARGS ?=
 
-.PHONY: help setup up down status logs clean psql test test-quick bench bench-quick lock compose-up compose-down
+.PHONY: help setup up down status logs clean psql test test-quick bench bench-quick chaos lock compose-up compose-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,10 @@ bench: ## Benchmark on an isolated stack (QUICK=1 = bench-quick; BENCH_ARGS="--e
 bench-quick: ## The benchmark in a few minutes (smaller runs, same measurements)
 	@scripts/bootstrap.sh
 	@$(PY) -m bench --quick $(BENCH_ARGS)
+
+chaos: ## Faults at load on an isolated stack, then checks nothing was lost or doubled (CHAOS_ARGS="--duration 300 --seed 7"); table into docs/reliability.md
+	@scripts/bootstrap.sh
+	@$(PY) -m lakehouse.chaos $(CHAOS_ARGS)
 
 lock: ## Re-resolve requirements.in into requirements.lock
 	@$(VENV)/bin/uv pip compile --python-version 3.11 requirements.in -o requirements.lock

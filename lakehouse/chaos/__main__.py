@@ -1,0 +1,3 @@
+from lakehouse.chaos.cli import app
+
+app()
