@@ -1,5 +1,5 @@
 """Where the streams application spends CPU and memory: start a private core
-stack (PostgreSQL, Tansu), run `python -m spark_jobs.streams` (both queries,
+stack (PostgreSQL, Apache Kafka), run `python -m spark_jobs.streams` (both queries,
 as `make up` runs them), produce N events at full speed, and wait until both
 queries have finished them. Prints the CPU seconds each kind of process spent
 (JVM, Spark's Python workers, driver) and the peak PSS of each, sampled every
@@ -11,7 +11,7 @@ second.
         .venv/bin/python scripts/profile_streams.py 300000   # then: jfr print --events jdk.ExecutionSample streams.jfr
 
 Arguments after N are settings overrides (name=value). This is the
-experiment behind the streams' Spark settings (lakehouse.streaming) and the
+experiment behind the streams' Spark settings (lakehouse.stream.app) and the
 "Where the time goes" part of docs/performance.md; `make bench` is the
 measurement.
 """
