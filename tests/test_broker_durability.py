@@ -1,0 +1,231 @@
+"""Durability of the embedded Apache Kafka broker with the whole pipeline
+running as `make up` runs it (supervisord: PostgreSQL, broker, the streams
+program): `down` then `up` keeps every record and both queries continue from
+their checkpoints; `kill -9` of the broker during ingest loses and doubles
+nothing the producer had acknowledged (acks=all), and the streams resume by
+themselves. Bronze is read with the `deltalake` package."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg2
+import pytest
+from deltalake import DeltaTable
+from kafka import KafkaConsumer, TopicPartition
+
+from lakehouse import catalog
+from lakehouse.platform import stack
+from lakehouse.polling import wait_for
+from producer.generator import EventGenerator, GeneratorConfig
+from producer.sender import make_producer
+from tests.conftest import make_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+# --- readers ----------------------------------------------------------------------------
+def landed(settings) -> list[tuple[int, int]]:
+    """(partition, offset) of every row of bronze/events and bronze/quarantine."""
+    out: list[tuple[int, int]] = []
+    for table in (catalog.BRONZE_EVENTS, catalog.BRONZE_QUARANTINE):
+        try:
+            t = DeltaTable(table.path(settings)).to_pyarrow_table(columns=["kafka_partition", "kafka_offset"])
+        except Exception:  # noqa: BLE001 - not created yet
+            continue
+        out += zip(t.column("kafka_partition").to_pylist(), t.column("kafka_offset").to_pylist())
+    return out
+
+
+def topic_records(settings) -> set[tuple[int, int]]:
+    """Every (partition, offset) of the topic: 0 .. end offset - 1 per partition."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_list, group_id=None)
+    try:
+        tps = [TopicPartition(settings.kafka_topic, p) for p in consumer.partitions_for_topic(settings.kafka_topic)]
+        ends = consumer.end_offsets(tps)
+        starts = consumer.beginning_offsets(tps)
+    finally:
+        consumer.close()
+    assert all(s == 0 for s in starts.values()), f"the log start moved: {starts}"
+    return {(tp.partition, o) for tp, end in ends.items() for o in range(end)}
+
+
+def all_landed(settings, want: int):
+    def check():
+        keys = landed(settings)
+        return len(keys) >= want and set(keys) == topic_records(settings)
+    return check
+
+
+def realtime_total(settings) -> int:
+    with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT coalesce(sum(event_count), 0) FROM realtime.events_per_minute")
+        total = int(cur.fetchone()[0])
+    conn.close()
+    return total
+
+
+def checkpoint_files(settings) -> dict[str, str]:
+    """Spark's offset and commit logs and the query ids of every checkpoint:
+    relative path -> sha256 (what was written must never change)."""
+    root = Path(settings.checkpoint_dir)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and (p.name == "metadata" or rel.parent.name in ("offsets", "commits")) and not p.name.startswith("."):
+            out[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def last_batch(files: dict[str, str]) -> dict[str, int]:
+    """Query checkpoint -> highest committed batch id."""
+    out: dict[str, int] = {}
+    for rel in files:
+        parts = Path(rel).parts
+        if len(parts) >= 2 and parts[-2] == "commits" and parts[-1].isdigit():
+            key = str(Path(*parts[:-2]))
+            out[key] = max(out.get(key, -1), int(parts[-1]))
+    return out
+
+
+# --- producing with acks=all, recording what the broker acknowledged -------------------------
+class AckedProducer:
+    """Sends messages with the pipeline's producer settings (acks=all,
+    idempotent) and records each acknowledged (partition, offset)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.acked: list[tuple[int, int]] = []
+        self.failed: list[str] = []
+        self._lock = threading.Lock()
+
+    def _ok(self, meta):
+        with self._lock:
+            self.acked.append((meta.partition, meta.offset))
+
+    def _err(self, exc):
+        with self._lock:
+            self.failed.append(repr(exc))
+
+    def send(self, msgs, rate: float | None = None) -> None:
+        producer = make_producer(self.settings)
+        try:
+            t0 = time.monotonic()
+            for i, m in enumerate(msgs):
+                if rate:
+                    ahead = t0 + i / rate - time.monotonic()
+                    if ahead > 0.002:
+                        time.sleep(ahead)
+                producer.send(self.settings.kafka_topic, key=m.key, value=m.value).add_callback(self._ok).add_errback(self._err)
+            producer.flush()
+        finally:
+            producer.close()
+
+
+def generate(n: int, start: datetime, seed: int):
+    config = GeneratorConfig(seed=seed, start=start, events_per_second=200.0, malformed_fraction=0.005,
+                             oversize_share=0.0)
+    return EventGenerator(config).messages(n)
+
+
+def pipeline_settings(tmp_path, **overrides):
+    return make_settings(tmp_path / "run", producer_enabled=False, streams_enabled=True, **overrides)
+
+
+def streams_pid(settings) -> int:
+    return stack._proxy(settings).supervisor.getProcessInfo("streams")["pid"]  # noqa: SLF001
+
+
+# --- make down / make up -----------------------------------------------------------------------
+def test_down_and_up_keep_every_record_and_the_streams_continue(tmp_path):
+    settings = pipeline_settings(tmp_path)
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=1)
+    first = generate(100_000, start, seed=21)
+    try:
+        stack.up(settings, groups=("core", "pipeline"))
+        producer = AckedProducer(settings)
+        producer.send(first)
+        assert not producer.failed and len(producer.acked) == len(first), producer.failed[:3]
+        wait_for(all_landed(settings, len(first)), 900, "100,000 records in bronze + quarantine", every=5)
+        wait_for(lambda: realtime_total(settings) > 0, 300, "realtime rows", every=2)
+        before_files = checkpoint_files(settings)
+        before_batches = last_batch(before_files)
+        assert before_batches, f"no checkpoint commits under {settings.checkpoint_dir}"
+        realtime_before = realtime_total(settings)
+
+        assert stack.down(settings)
+        stack.up(settings, groups=("core", "pipeline"))
+        # the topic came back whole: same records, same offsets
+        assert topic_records(settings) == set(producer.acked)
+
+        second = generate(20_000, start + timedelta(minutes=30), seed=22)
+        producer.send(second)
+        assert not producer.failed and len(producer.acked) == len(first) + len(second)
+        wait_for(all_landed(settings, len(producer.acked)), 900, "the next 20,000 records", every=5)
+        wait_for(lambda: realtime_total(settings) > realtime_before, 300, "realtime counting again", every=2)
+
+        keys = landed(settings)
+        dupes = [k for k, c in Counter(keys).items() if c > 1]
+        assert not dupes, f"{len(dupes)} records landed twice, e.g. {dupes[:5]}"
+        assert set(keys) == set(producer.acked) == topic_records(settings)
+        after_files = checkpoint_files(settings)
+        changed = [f for f, h in before_files.items() if f in after_files and after_files[f] != h]
+        assert not changed, f"checkpoint files rewritten: {changed[:5]}"
+        for f in before_files:
+            if Path(f).name == "metadata":
+                assert after_files.get(f) == before_files[f], f"checkpoint {f} replaced (a new query id)"
+        after_batches = last_batch(after_files)
+        for query, batch in before_batches.items():
+            assert after_batches.get(query, -1) > batch, f"{query} did not continue its checkpoint"
+    finally:
+        stack.clean(settings)
+
+
+# --- kill -9 of the broker ----------------------------------------------------------------------
+def test_broker_kill_9_during_ingest_loses_nothing_acknowledged(tmp_path):
+    settings = pipeline_settings(tmp_path)
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=3)
+    msgs = generate(40_000, start, seed=31)
+    try:
+        stack.up(settings, groups=("core", "pipeline"))
+        supervisor = stack._proxy(settings).supervisor  # noqa: SLF001
+        producer = AckedProducer(settings)
+        warm = 2_000
+        producer.send(msgs[:warm])  # the streams are landing before the paced run starts
+        wait_for(lambda: len(landed(settings)) > 0, 600, "the streams landing records", every=1)
+        sender = threading.Thread(target=producer.send, args=(msgs[warm:], 1000.0))
+        sender.start()
+        wait_for(lambda: len(producer.acked) >= warm + 8_000, 120, "ingest under way", every=0.2)
+        old = supervisor.getProcessInfo("broker")["pid"]
+        acked_at_kill = len(producer.acked)
+        import os
+        import signal
+
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: supervisor.getProcessInfo("broker")["statename"] == "RUNNING"
+                 and supervisor.getProcessInfo("broker")["pid"] not in (0, old), 180, "the broker restarted", every=0.5)
+        sender.join(300)
+        assert not sender.is_alive()
+        assert acked_at_kill < len(msgs), "the kill came after the last send"
+        assert not producer.failed, f"{len(producer.failed)} sends failed: {producer.failed[:3]}"
+        assert len(producer.acked) == len(msgs)
+
+        wait_for(all_landed(settings, len(msgs)), 900, "every record in bronze + quarantine", every=5)
+        keys = landed(settings)
+        dupes = [k for k, c in Counter(keys).items() if c > 1]
+        assert not dupes, f"{len(dupes)} records landed twice, e.g. {dupes[:5]}"
+        assert set(producer.acked) <= set(keys), "acknowledged records missing from bronze"
+        assert len(set(producer.acked)) == len(producer.acked)  # idempotent producer: no record written twice
+        log = (settings.log_dir / "broker.log").read_text(errors="replace")
+        assert "Recovering" in log or "recover" in log.lower()
+        assert stack.process_states(settings)["streams"] == "RUNNING"
+        progress = json.dumps(stack.process_states(settings))
+        assert "FATAL" not in progress
+    finally:
+        stack.clean(settings)
