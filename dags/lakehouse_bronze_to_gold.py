@@ -5,6 +5,10 @@ Promotes one **event date** of the Delta lakehouse from bronze to gold and
 loads gold into PostgreSQL (`gold` schema), idempotently: every step replaces
 exactly that date, so re-running a date (late data, a fix) is always safe.
 
+0. **wait_for_complete_date** (a rescheduling sensor: no worker slot while it
+   waits) lets the run go once raw landing's committed progress shows the
+   topic read past D+1 00:00 UTC + `BATCH_ALLOWED_LATENESS_MINUTES`; it fails
+   with what is missing after `BATCH_COMPLETENESS_TIMEOUT_MINUTES`.
 1. **bronze_to_silver** (Spark) types and de-duplicates the date's bronze
    events (the earliest Kafka record of each event_id wins) and moves rows that
    break a rule to `silver/quarantine` with the reason.
@@ -13,15 +17,22 @@ exactly that date, so re-running a date (late data, a fix) is always safe.
    nothing downstream runs. Results: `ops.data_quality` and
    `<run dir>/data_quality/` (JSON, Data Docs).
 3. **silver_to_gold_*** (Spark, in parallel) compute the four gold tables.
-4. **gold_to_postgres** replaces the date's rows of each `gold.*` table in one
-   transaction per table and records the run in `ops.batch_runs`.
+4. **gold_to_postgres** replaces the date's rows of all four `gold.*` tables
+   and records the run in `ops.batch_runs` (bronze rows and stream position
+   it saw) in ONE transaction; a value PostgreSQL rejects fails the run at
+   once, naming table, column and value.
+
+Spark tasks get their session from the `spark_default` connection: the
+stack's Spark Connect server (no task starts a JVM); Delta is written by
+delta-spark on the executors with `replaceWhere` on the date.
 
 **Which date.** A run processes the date its data interval starts on: the
-scheduled run at 01:00 UTC processes the day before (the hour lets late
-events land), and so does `airflow dags test lakehouse_bronze_to_gold
-2026-11-21` (-> 2026-11-20). Set the `event_date` parameter (YYYY-MM-DD) in
-the trigger form or with `-c '{"event_date": "2026-11-20"}'` to choose the
-date; a malformed value fails the run at once.
+scheduled run at 01:00 UTC processes the day before, and so does `airflow
+dags test lakehouse_bronze_to_gold 2026-11-21` (-> 2026-11-20). Set the
+`event_date` parameter (YYYY-MM-DD) in the trigger form or with
+`-c '{"event_date": "2026-11-20"}'` to choose the date; a malformed value
+fails the run at once. Dates missed while the stack was down, and dates whose
+bronze changed after their run, are run by `lakehouse_catch_up`.
 
 Metric definitions, quarantine rules, backfills: `docs/batch.md`.
 """
@@ -30,10 +41,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, Param, PokeReturnValue, dag, get_current_context, task
 
 from lakehouse.settings import get_settings
-from lakehouse.spark import driver_java_options
 
 SPARK_CONN_ID = "spark_default"
 POSTGRES_CONN_ID = "lakehouse_postgres"
@@ -48,18 +58,13 @@ DEFAULT_ARGS = {
 
 
 def _spark_config() -> dict:
-    """Spark session settings of every Spark task (the master comes from the
-    `spark_default` connection: local[2] by default, or a cluster / Spark
-    Connect URL). Each task's session is a short job, usually in a fresh JVM:
-    SPARK_JAVA_OPTIONS trims what that JVM spends on JIT and GC."""
-    settings = get_settings()
+    """Session settings of every Spark task. Only SQL settings a Spark Connect
+    session may change: the JVM (memory, jars, Delta) is the server's
+    (`lakehouse.platform.spark_connect`), or the cluster's that `spark_default`
+    names."""
     return {
-        "spark.driver.memory": settings.batch_spark_driver_memory,
-        "spark.driver.extraJavaOptions": driver_java_options(settings),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "4",
-        "spark.ui.enabled": "false",
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
     }
 
 
@@ -115,11 +120,49 @@ def lakehouse_bronze_to_gold():
         """The provider's @task.pyspark: a Spark session from `spark_default`."""
         return task.pyspark(conn_id=SPARK_CONN_ID, config_kwargs=_spark_config(), **kwargs)
 
+    settings = get_settings()
+
+    @task.sensor(
+        mode="reschedule",
+        poke_interval=30,
+        # backstop only: the poke fails first, with what is missing
+        timeout=(settings.batch_completeness_timeout_minutes + 30) * 60,
+        retries=0,
+    )
+    def wait_for_complete_date() -> PokeReturnValue:
+        """Wait (rescheduling: no worker slot) until raw landing's committed
+        progress shows the topic read past D+1 00:00 UTC + the allowed
+        lateness; fail after BATCH_COMPLETENESS_TIMEOUT_MINUTES naming what is
+        missing. Returns raw landing's position the run relies on."""
+        from datetime import datetime, timezone
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from lakehouse.batch import jobs
+
+        settings, event_date, _ = _run()
+        ctx = get_current_context()
+        verdict, position = jobs.check_complete(settings, event_date, _pg_connect())
+        print(f"completeness of {event_date}: {verdict.reason}", flush=True)
+        if verdict.complete:
+            return PokeReturnValue(is_done=True, xcom_value=position)
+        first = ctx["ti"].get_first_reschedule_date(ctx) or datetime.now(timezone.utc)
+        waited = (datetime.now(timezone.utc) - first).total_seconds() / 60
+        if waited >= settings.batch_completeness_timeout_minutes:
+            raise AirflowFailException(
+                f"event date {event_date} is not complete after waiting {waited:.0f} min "
+                f"(BATCH_COMPLETENESS_TIMEOUT_MINUTES={settings.batch_completeness_timeout_minutes}): "
+                f"{verdict.reason}. Is raw landing running and caught up? (`make status`, "
+                f"ops.stream_progress); nothing was published for {event_date}"
+            )
+        return PokeReturnValue(is_done=False)
+
     @spark_task()
     def bronze_to_silver(spark=None):
         """Type and de-duplicate the date's bronze events (earliest Kafka record
         per event_id) into `silver/events`; rule-breaking rows go to
-        `silver/quarantine` with the reason. Replaces exactly the event date."""
+        `silver/quarantine` with the reason. Replaces exactly the event date,
+        with delta-spark on the executors."""
         from lakehouse.batch import jobs
 
         settings, event_date, _ = _run()
@@ -152,16 +195,24 @@ def lakehouse_bronze_to_gold():
 
         return silver_to_gold()
 
-    @task
-    def gold_to_postgres():
-        """Replace the event date's rows of every `gold.*` table in PostgreSQL,
-        one transaction per table (DELETE the date, INSERT the new rows), and
-        record the run in `ops.batch_runs`. An outage rolls back; retries follow."""
+    @spark_task()
+    def gold_to_postgres(silver_stats: dict, position: dict | None, spark=None):
+        """Replace the event date's rows of all four `gold.*` tables and record
+        the run in `ops.batch_runs`, in ONE transaction. A value PostgreSQL
+        rejects fails the run at once (table, column, value; no retry); an
+        outage rolls back and is retried."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from lakehouse.batch import jobs
+        from lakehouse.batch.load import GoldValueError
 
         settings, event_date, run_id = _run()
-        return jobs.gold_to_postgres(settings, event_date, run_id, _pg_connect())
+        try:
+            return jobs.gold_to_postgres(spark, settings, event_date, run_id, _pg_connect(), silver_stats, position)
+        except GoldValueError as exc:
+            raise AirflowFailException(str(exc)) from None
 
+    position = wait_for_complete_date()
     silver = bronze_to_silver()
     gate = validate_silver()
     gold = [
@@ -174,9 +225,9 @@ def lakehouse_bronze_to_gold():
         gold_task("silver_to_gold_purchases_page", "purchases_per_page_daily",
                   "Gold `purchases_per_page_daily`: purchase events per page."),
     ]
-    load = gold_to_postgres()
+    load = gold_to_postgres(silver, position)
 
-    silver >> gate >> gold >> load
+    position >> silver >> gate >> gold >> load
 
 
 lakehouse_bronze_to_gold()

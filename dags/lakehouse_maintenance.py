@@ -10,9 +10,11 @@ Daily upkeep of the Delta tables the streams and the batch DAG write:
   (default and minimum 168 h = 7 days: time travel and slow readers keep
   working).
 
-Safe while raw landing appends: delta-rs commits optimistically and the
-compacted partitions are not the ones being appended to. Gold tables are tiny
-(one small file per date) and are left alone. Details: `docs/batch.md`.
+Delta's own `OPTIMIZE ... WHERE` and `VACUUM ... RETAIN`, through Spark SQL
+on the `spark_default` session (the stack's Spark Connect server). Safe while
+raw landing appends: its blind appends to open partitions do not conflict
+with compacting closed ones. Gold tables are tiny (one small file per date)
+and are left alone. Details: `docs/batch.md`.
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 )
 def lakehouse_maintenance():
     def maintain_layer(layer: str):
-        @task(task_id=f"maintain_{layer}")
-        def maintain():
-            """Compact closed partitions, then vacuum, for every table of the layer."""
+        @task.pyspark(task_id=f"maintain_{layer}", conn_id="spark_default")
+        def maintain(spark=None):
+            """OPTIMIZE closed partitions, then VACUUM, for every table of the layer."""
             from lakehouse.batch.maintenance import maintain as run
             from lakehouse.settings import get_settings
 
             today = get_current_context()["dag_run"].run_after.date()
-            return run(get_settings(), layer, today)
+            return run(spark, get_settings(), layer, today)
 
         return maintain()
 

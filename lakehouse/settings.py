@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         description="JVM options of every Spark driver we start (streams, DAG tasks): on 2 cores C1-only JIT and "
         "the serial GC cost less CPU than they lose in peak speed.",
     )
+    spark_connect_port: int = Field(
+        15002, description="The Spark Connect server the DAG's Spark tasks use (spark_default), on 127.0.0.1."
+    )
+    spark_connect_memory: str = Field(
+        "2g", description="Heap of the Spark Connect server (driver = local executors of every DAG Spark task)."
+    )
     lakehouse_data_dir: Path | None = Field(None, description="Delta tables root; <run dir>/lakehouse when unset.")
     lakehouse_jvm_dir: Path = Field(
         REPO_ROOT / ".jvm",
@@ -86,8 +92,15 @@ class Settings(BaseSettings):
         0.0, ge=0.0, le=1.0,
         description="Share of a date's rows that may break a critical rule before the quality gate fails (0 = strict).",
     )
-    batch_spark_driver_memory: str = Field(
-        "3g", description="Driver (= local executor) memory of the DAG's Spark tasks; a day of events is collected for the Delta commit."
+    batch_allowed_lateness_minutes: int = Field(
+        60, ge=0, description="A date D is complete once raw landing has read the topic past D+1 00:00 UTC plus this."
+    )
+    batch_completeness_timeout_minutes: int = Field(
+        360, ge=1, description="The completeness sensor fails the run after waiting this long."
+    )
+    batch_catch_up_minutes: int = Field(
+        15, ge=1, le=1440,
+        description="Every this many minutes lakehouse_catch_up runs the dates that are missing or stale in gold.",
     )
     delta_vacuum_retention_hours: int = Field(
         168, ge=168, description="Vacuum keeps files younger than this (>= 7 days, time travel and slow readers)."

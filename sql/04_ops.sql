@@ -34,7 +34,11 @@ CREATE TABLE IF NOT EXISTS ops.data_quality (
 );
 CREATE INDEX IF NOT EXISTS data_quality_event_date ON ops.data_quality (event_date, validated_at DESC);
 
--- One row per DAG run of lakehouse_bronze_to_gold that reached gold_to_postgres.
+-- One row per successful DAG run of lakehouse_bronze_to_gold, written in the same
+-- transaction as its gold rows. bronze_rows/bronze_version: the bronze snapshot the run
+-- read; stream_end_offsets/stream_recorded_at: raw landing's committed position when the
+-- completeness sensor let the run go ({topic: {partition: offset}}; NULL = not checked).
+-- lakehouse_catch_up re-runs a date whose bronze row count differs from its last run's.
 CREATE TABLE IF NOT EXISTS ops.batch_runs (
     run_id        text        NOT NULL PRIMARY KEY,
     event_date    date        NOT NULL,
@@ -42,3 +46,8 @@ CREATE TABLE IF NOT EXISTS ops.batch_runs (
     quarantined   bigint,
     finished_at   timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE ops.batch_runs ADD COLUMN IF NOT EXISTS bronze_rows bigint;
+ALTER TABLE ops.batch_runs ADD COLUMN IF NOT EXISTS bronze_version bigint;
+ALTER TABLE ops.batch_runs ADD COLUMN IF NOT EXISTS stream_end_offsets jsonb;
+ALTER TABLE ops.batch_runs ADD COLUMN IF NOT EXISTS stream_recorded_at timestamptz;
+CREATE INDEX IF NOT EXISTS batch_runs_event_date ON ops.batch_runs (event_date, finished_at DESC);

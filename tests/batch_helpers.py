@@ -1,25 +1,106 @@
 """Helpers of the batch integration tests: run the real Airflow CLI against a
-test stack, read gold back from PostgreSQL."""
+test stack (with a Spark Connect server of the test's own), tell the sensor
+that raw landing has caught up with a private topic, read gold back from
+PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
+import time
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 import psycopg2
 
 from lakehouse.batch.gold import MODELS
-from lakehouse.platform import airflow
+from lakehouse.platform import airflow, spark_connect
 from lakehouse.settings import Settings
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Every setting as an environment variable (what the stack's launcher gives its programs)."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[name.upper()] = str(value)
+    return env
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
-    env = {**os.environ, **airflow.environment(settings)}
+    env = {**os.environ, **settings_env(settings), **airflow.environment(settings)}
     if settings.lakehouse_data_dir is not None:
         env["LAKEHOUSE_DATA_DIR"] = str(settings.lakehouse_data_dir)
     return env
+
+
+@contextmanager
+def spark_connect_server(settings: Settings, timeout: float = 300, **extra_conf: str):
+    """The stack's Spark Connect server program (same command as under `make
+    up`) on settings.spark_connect_port, for tests that run `airflow dags test`."""
+    argv, env = spark_connect.server_command(settings, extra_conf)
+    log_path = settings.log_dir / f"spark-connect-{settings.spark_connect_port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Spark Connect server exited ({proc.returncode}): {log_path.read_text()[-3000:]}")
+            with socket.socket() as s:
+                if s.connect_ex((spark_connect.HOST, settings.spark_connect_port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Spark Connect server not listening after {timeout}s: {log_path}")
+            time.sleep(1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def create_topic(settings: Settings, partitions: int = 3) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list)
+    try:
+        admin.create_topics([NewTopic(settings.kafka_topic, num_partitions=partitions, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+def raw_landing_caught_up(settings: Settings, offsets: dict[int, int] | None = None) -> None:
+    """Record a raw-landing progress row for settings.kafka_topic (a private,
+    empty topic in these tests: end offsets 0 = caught up), dated in the
+    past so it is never the latest row of the real streams."""
+    import zlib
+
+    offsets = offsets if offsets is not None else {p: 0 for p in range(settings.kafka_partitions)}
+    batch_id = -1 - zlib.crc32(settings.kafka_topic.encode())  # one row per private topic
+    with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO ops.stream_progress (query_name, batch_id, input_rows, end_offsets, lag, recorded_at) "
+            "VALUES ('raw-landing', %s, 0, %s, 0, '2000-01-01') ON CONFLICT (query_name, batch_id) DO UPDATE "
+            "SET end_offsets = EXCLUDED.end_offsets",
+            (batch_id, json.dumps({settings.kafka_topic: {str(p): o for p, o in offsets.items()}})),
+        )
+    conn.close()
 
 
 def dags_test(settings: Settings, event_date: date | None = None, conf: dict | None = None,

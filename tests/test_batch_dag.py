@@ -1,5 +1,7 @@
 """`lakehouse_bronze_to_gold` end to end with the real Airflow CLI (`airflow
-dags test`), real Spark, real Great Expectations and the test stack's real
+dags test`), a real Spark Connect server (the stack's program, started by the
+module with spark.driver.maxResultSize lowered to 1 MB: no day may be
+collected to the driver), real Great Expectations and the test stack's real
 PostgreSQL, over bronze data made from the producer's generator.
 
 Gold is compared with values computed independently, in plain Python, from
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from datetime import date, datetime, timedelta, timezone
 
 import psycopg2
@@ -17,32 +20,48 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from lakehouse import testdata
-from lakehouse.platform import airflow
+from lakehouse import catalog, testdata
+from lakehouse.platform import airflow, spark_connect
 from tests.batch_helpers import (
     airflow_env,
     assert_gold_matches,
+    create_topic,
     dags_test,
     gold_checksum,
     gold_duplicates,
     gold_rows,
+    raw_landing_caught_up,
     run_state,
+    spark_connect_server,
 )
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Dates of their own (October), so other tests' data never meet these.
 D0, D1, D2 = date(2026, 10, 5), date(2026, 10, 6), date(2026, 10, 7)
 EMPTY = date(2026, 10, 1)
+BIG = date(2026, 10, 9)
 N_EVENTS = 3000
+#: The server's result limit in this module: far below one day's silver.
+MAX_RESULT_SIZE = "1m"
 
 
 @pytest.fixture(scope="module")
 def batch(core_stack, tmp_path_factory):
-    """Settings with a private Delta root, Airflow's metadata DB migrated."""
-    settings = core_stack.model_copy(update={"lakehouse_data_dir": tmp_path_factory.mktemp("lake")})
+    """Settings with a private Delta root and a private (empty) topic that
+    raw landing has "caught up" with, Airflow's metadata DB migrated, and a
+    Spark Connect server for `spark_default`."""
+    settings = core_stack.model_copy(update={
+        "lakehouse_data_dir": tmp_path_factory.mktemp("lake"),
+        "spark_connect_port": free_port(),
+        "kafka_topic": f"batch-dag-{uuid.uuid4().hex[:8]}",
+    })
+    create_topic(settings)
+    raw_landing_caught_up(settings)
     airflow.migrate(settings)
-    return settings
+    with spark_connect_server(settings, **{"spark.driver.maxResultSize": MAX_RESULT_SIZE}):
+        yield settings
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +84,9 @@ def test_dags_import_cleanly(batch):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["errors"] == {}
-    assert {"lakehouse_bronze_to_gold", "lakehouse_maintenance"} <= set(result["dags"])
+    assert {"lakehouse_bronze_to_gold", "lakehouse_maintenance", "lakehouse_catch_up"} <= set(result["dags"])
     assert {p.name for p in airflow.DAGS_DIR.iterdir() if p.is_file()} == {
-        "lakehouse_bronze_to_gold.py", "lakehouse_maintenance.py"}
+        "lakehouse_bronze_to_gold.py", "lakehouse_maintenance.py", "lakehouse_catch_up.py"}
 
 
 def test_gold_equals_values_computed_from_the_events(batch, day1):
@@ -78,13 +97,34 @@ def test_gold_equals_values_computed_from_the_events(batch, day1):
     assert silver.num_rows == expected.silver_rows
     assert set(silver.column("event_id").to_pylist()) == expected.event_ids
     with psycopg2.connect(batch.pg_dsn("reader")) as conn, conn.cursor() as cur:
-        cur.execute("SELECT silver_rows, quarantined FROM ops.batch_runs WHERE event_date = %s", (D1,))
-        assert cur.fetchall() == [(expected.silver_rows, 0)]
+        cur.execute("SELECT silver_rows, quarantined, bronze_rows, stream_end_offsets FROM ops.batch_runs "
+                    "WHERE event_date = %s", (D1,))
+        assert cur.fetchall() == [(expected.silver_rows, 0, expected.bronze_rows,
+                                   {batch.kafka_topic: {"0": 0, "1": 0, "2": 0}})]
         cur.execute("SELECT count(*), bool_and(success) FROM ops.data_quality WHERE event_date = %s", (D1,))
         assert cur.fetchone() == (9, True)
     conn.close()
     assert list((batch.run_dir / "data_quality" / "validations" / D1.isoformat()).glob("*.json"))
     assert (batch.run_dir / "data_quality" / "data_docs" / "index.html").exists()
+
+
+def test_a_day_larger_than_the_drivers_result_limit_succeeds(batch, day1):
+    """Silver of this day is many times spark.driver.maxResultSize: it would
+    fail if collected to the driver (checked on the same server), and the
+    DAG, which writes on the executors, succeeds."""
+    from pyspark.sql import SparkSession
+
+    expected = testdata.write_bronze_day(batch, BIG, 60_000, seed=3)
+    spark = SparkSession.builder.remote(spark_connect.url(batch)).getOrCreate()
+    try:
+        bronze = spark.read.format("delta").load(catalog.BRONZE_EVENTS.path(batch)).where(f"event_date = '{BIG}'")
+        with pytest.raises(Exception, match="maxResultSize"):
+            bronze.toArrow()  # what the old job did with the day: refused
+    finally:
+        spark.stop()
+    proc = dags_test(batch, BIG)
+    assert run_state(proc) == "success", proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert_gold_matches(batch, expected)
 
 
 def test_three_consecutive_dates_backfill(batch, day1):

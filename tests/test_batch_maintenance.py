@@ -1,5 +1,7 @@
-"""Maintenance of the Delta tables with real delta-rs: closed partitions are
-compacted, open ones left alone, vacuum keeps the retention, data unchanged."""
+"""Maintenance of the Delta tables with Delta's own OPTIMIZE and VACUUM (Spark
+SQL, delta-spark): closed partitions are compacted, open ones left alone,
+vacuum keeps the retention, data unchanged, the table still readable by
+delta-rs."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from deltalake import DeltaTable
 
 from lakehouse import testdata
 from lakehouse.batch import maintenance
+from lakehouse.spark import spark_session
 from tests.conftest import make_settings
 
 TODAY = date(2026, 11, 22)
@@ -26,7 +29,14 @@ def files(table: DeltaTable, d: date) -> int:
     return len(table.file_uris(file_pruning_predicate=f"event_date = '{d}'"))
 
 
-def test_compacts_closed_partitions_only_and_keeps_the_data(tmp_path):
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory):
+    session = spark_session(make_settings(tmp_path_factory.mktemp("s") / "run"), "test_batch_maintenance")
+    yield session
+    session.stop()
+
+
+def test_compacts_closed_partitions_only_and_keeps_the_data(tmp_path, spark):
     settings = make_settings(tmp_path / "run")
     for batch in range(4):  # four micro-batches per date: four small files each
         for d in (OLD, OPEN):
@@ -38,16 +48,21 @@ def test_compacts_closed_partitions_only_and_keeps_the_data(tmp_path):
     assert files(DeltaTable(path), OLD) == 4 and files(DeltaTable(path), OPEN) == 4
 
     assert maintenance.closed_before(TODAY, settings.delta_compact_after_days) == OPEN
-    out = maintenance.maintain(settings, "bronze", TODAY)
+    v0 = DeltaTable(path).version()
+    out = maintenance.maintain(spark, settings, "bronze", TODAY)
 
     table = DeltaTable(path)
     assert files(table, OLD) == 1  # closed: compacted
     assert files(table, OPEN) == 4  # may still receive late events: untouched
     assert table.to_pyarrow_table().sort_by("event_id").to_pylist() == before
-    assert out["events"]["files_removed"] == 4 and out["events"]["vacuumed"] == 0  # < 7 days old: kept
+    assert out["events"]["files_removed"] == 4
+    # < 7 days old: vacuum kept the compacted-away files (time travel to before OPTIMIZE works)
+    assert DeltaTable(path, version=v0).to_pyarrow_table().num_rows == len(before)
     assert "quarantine" not in out  # absent tables are skipped
 
 
-def test_retention_below_seven_days_is_refused():
+def test_retention_below_seven_days_is_refused(spark):
     with pytest.raises(ValueError):
         make_settings("/tmp/unused", delta_vacuum_retention_hours=24)
+    with pytest.raises(ValueError, match="7 days"):
+        maintenance.vacuum(spark, "/tmp/unused", 24)

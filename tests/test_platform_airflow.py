@@ -48,3 +48,35 @@ def test_rest_api_lists_repository_dags_without_import_errors(airflow_stack):
     wait_for(listed, 180, f"DAGs {sorted(expected)} to be listed", every=2)
     errors = api.get("/importErrors").json()
     assert errors["total_entries"] == 0, errors
+
+
+def test_spark_default_is_the_stacks_spark_connect_server_with_delta(airflow_stack, tmp_path):
+    """The DAG's Spark tasks get their session from `spark_default`: a Spark
+    Connect connection to the stack's server (127.0.0.1 only), which has
+    delta-spark; a client session there starts no JVM of its own."""
+    from pyspark.sql import SparkSession
+
+    from lakehouse.platform import airflow, spark_connect
+
+    conn = json.loads(airflow.environment(airflow_stack)["AIRFLOW_CONN_SPARK_DEFAULT"])
+    assert conn == {"conn_type": "spark_connect", "host": "127.0.0.1", "port": airflow_stack.spark_connect_port}
+    spark = SparkSession.builder.remote(spark_connect.url(airflow_stack)).getOrCreate()
+    try:
+        path = str(tmp_path / "t")
+        spark.range(5).selectExpr("id", "DATE'2026-11-20' AS event_date").write.format("delta") \
+            .partitionBy("event_date").save(path)
+        spark.range(3).selectExpr("id", "DATE'2026-11-20' AS event_date").write.format("delta") \
+            .mode("overwrite").option("replaceWhere", "event_date = DATE'2026-11-20'").save(path)
+        assert spark.read.format("delta").load(path).count() == 3
+    finally:
+        spark.stop()
+
+
+def test_the_scheduler_preloads_what_tasks_import():
+    """LocalExecutor forks task processes from the scheduler: the scheduler's
+    command imports Great Expectations (and the Spark Connect client) first."""
+    from lakehouse.platform import airflow
+
+    cmd = airflow.command("scheduler")
+    assert cmd[1:4] == ["-m", "lakehouse.platform.airflow", "scheduler"]
+    assert {"great_expectations", "pyspark.sql.connect.session"} <= set(airflow.PRELOAD)

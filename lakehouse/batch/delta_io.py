@@ -1,8 +1,14 @@
-"""Delta access for the batch layer: Spark reads a date partition's Parquet
-files (delta-rs lists them: no delta-spark jars here), delta-rs commits.
+"""Delta access for the batch layer, through Spark (delta-spark) only.
 
-Every write replaces exactly one event date (`overwrite` with a predicate), so
-re-running a date is idempotent and other dates are never touched.
+Every function takes a SparkSession, classic or Spark Connect: no
+`sparkContext`, no RDD, no py4j, so the DAG's tasks run on the stack's Spark
+Connect server (or any other endpoint `spark_default` names). Reads and writes
+run on the executors; nothing of a day is collected to the driver.
+
+Every write replaces exactly one event date: `mode("overwrite")` with
+`replaceWhere = "event_date = 'D'"` is one atomic Delta commit per table and
+date, leaves other dates untouched, and makes re-running a date idempotent.
+The tables stay plain Delta (readable by delta-rs and DuckDB).
 """
 
 from __future__ import annotations
@@ -10,69 +16,86 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from lakehouse.catalog import Table
 
 log = logging.getLogger(__name__)
 
 PARTITION = "event_date"
 
 
-def partition_files(path: str, event_date: date) -> list[str]:
-    """Parquet files of one event_date partition; [] when the table is absent."""
-    if not DeltaTable.is_deltatable(path):
-        return []
-    table = DeltaTable(path)
-    return table.file_uris(file_pruning_predicate=f"{PARTITION} = '{event_date.isoformat()}'")
+def date_predicate(event_date: date) -> str:
+    """The SQL predicate of one event date (replaceWhere, filters)."""
+    return f"{PARTITION} = DATE'{event_date.isoformat()}'"
 
 
-def read_partition_spark(spark, path: str, event_date: date, schema: pa.Schema):
-    """One event_date partition as a Spark DataFrame with `schema`'s columns
-    (empty, not an error, when there is no data for the date)."""
+def _missing(exc: Exception) -> bool:
+    text = str(exc)
+    return any(k in text for k in ("PATH_NOT_FOUND", "DELTA_MISSING_DELTA_TABLE", "is not a Delta table",
+                                   "DELTA_TABLE_NOT_FOUND", "doesn't exist", "does not exist"))
+
+
+def current_version(spark, path: str) -> int | None:
+    """The table's latest version; None when there is no Delta table at path."""
+    try:
+        row = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").select("version").first()
+    except Exception as exc:  # AnalysisException (classic and Connect differ in class)
+        if _missing(exc):
+            return None
+        raise
+    return None if row is None else int(row["version"])
+
+
+def read_date(spark, table: Table, path: str, event_date: date, version: int | None = None):
+    """One event date of a Delta table as a DataFrame with the catalogue's
+    columns (empty when the table does not exist). `version` pins a snapshot
+    (time travel) so counts and data of one run agree while writers append."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    try:
+        df = reader.load(path).where(date_predicate(event_date))
+        df.schema  # noqa: B018 - analysis now: a missing table is an empty date, not an error later
+    except Exception as exc:
+        if not _missing(exc):
+            raise
+        log.info("no Delta table at %s: %s is empty", path, event_date)
+        return spark.createDataFrame([], ddl(table))
+    return df.select(*table.schema.names)
+
+
+def ddl(table: Table) -> str:
+    """The table's columns as a DDL string ("`event_id` string, ...").
+
+    Types go to Spark by name, not as type objects: a StringType object sent
+    over Spark Connect arrives with an explicit collation, which Delta then
+    stores as 'string collate UTF8_BINARY', a type delta-rs cannot read."""
+    return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in table.spark_schema().fields)
+
+
+def conform(df, table: Table):
+    """`df`'s columns of the table, in its order, cast to its Spark types (by name, see `ddl`)."""
     from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import from_arrow_schema
 
-    files = partition_files(path, event_date)
-    if not files:
-        log.info("no data in %s for %s", path, event_date)
-        return spark.createDataFrame([], from_arrow_schema(schema))
-    file_cols = [f.name for f in schema if f.name != PARTITION]
-    df = spark.read.parquet(*files).select(*file_cols)
-    df = df.withColumn(PARTITION, F.lit(event_date))
-    return df.select(*schema.names)
+    fields = table.spark_schema().fields
+    return df.select(*[F.col(f.name).cast(f.dataType.simpleString()).alias(f.name) for f in fields])
 
 
-def read_partition_arrow(path: str, event_date: date, columns: list[str] | None = None) -> pa.Table | None:
-    """One event_date partition as Arrow; None when the table does not exist."""
-    if not DeltaTable.is_deltatable(path):
-        return None
-    return DeltaTable(path).to_pyarrow_table(
-        columns=columns, filters=[(PARTITION, "=", event_date)]
+def replace_date(df, table: Table, path: str, event_date: date) -> None:
+    """Replace event_date's rows of the Delta table at `path` (created when
+    absent, partitioned as catalogued) with `df`, in one commit, on the
+    executors. A row of another date fails the write (Delta checks
+    replaceWhere), so nothing outside the date can change."""
+    (
+        conform(df, table)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", date_predicate(event_date))
+        .partitionBy(*table.partition_by)
+        .save(path)
     )
+    log.info("replaced %s of %s", event_date, path)
 
 
-def to_arrow(df, schema: pa.Schema) -> pa.Table:
-    """A (small, per-date) Spark result as Arrow with exactly `schema`."""
-    return conform(df.select(*schema.names).toArrow(), schema)
-
-
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """`table`'s columns of `schema`, cast to it (types and nullability)."""
-    return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in schema], schema=schema)
-
-
-def replace_partition(path: str, table: pa.Table, event_date: date) -> int:
-    """Replace the rows of `event_date` in the Delta table at `path` (created
-    when absent) with `table`, in one commit. Returns the rows written."""
-    bad = set(table.column(PARTITION).unique().to_pylist()) - {event_date}
-    if bad:
-        raise ValueError(f"rows for other dates {sorted(map(str, bad))} in a write of {event_date}")
-    write_deltalake(
-        path,
-        table,
-        mode="overwrite",
-        predicate=f"{PARTITION} = '{event_date.isoformat()}'",
-        partition_by=[PARTITION],
-    )
-    log.info("replaced %s in %s with %d rows", event_date, path, table.num_rows)
-    return table.num_rows
+def count_date(spark, table: Table, path: str, event_date: date, version: int | None = None) -> int:
+    """Rows of one date (Delta answers a plain count from its file statistics)."""
+    return int(read_date(spark, table, path, event_date, version).count())

@@ -1,67 +1,77 @@
 """The bodies of the `lakehouse_bronze_to_gold` tasks: extract, call the pure
 transform, load. The DAG passes the Spark session (from the provider's
-@task.pyspark), the settings and the event date; every function replaces
-exactly that date, so each task is safe to retry and re-run."""
+@task.pyspark: a Spark Connect session by default), the settings and the
+event date; every function replaces exactly that date, so each task is safe
+to retry and re-run. Spark work stays on the executors (delta-spark writes
+with replaceWhere); only the four tiny gold results reach the task."""
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
-import pyarrow as pa
-import pyarrow.compute as pc
-from deltalake import DeltaTable
-
-from lakehouse.batch import delta_io, load, quality, silver
+from lakehouse import catalog
+from lakehouse.batch import completeness, delta_io, load, quality, silver
 from lakehouse.batch.gold import MODELS
-from lakehouse.contract import BRONZE_EVENTS_SCHEMA
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def bronze_path(settings: Settings) -> str:
-    return settings.table_path("bronze", "events")
-
-
-def silver_path(settings: Settings) -> str:
-    return settings.table_path("silver", "events")
-
-
-def quarantine_path(settings: Settings) -> str:
-    return settings.table_path("silver", "quarantine")
-
-
-def gold_path(settings: Settings, name: str) -> str:
-    return settings.table_path("gold", name)
+def check_complete(settings: Settings, event_date: date, connect: load.Connect,
+                   now: datetime | None = None) -> tuple[completeness.Verdict, dict | None]:
+    """The completeness verdict for the date and raw landing's position
+    ({end_offsets, recorded_at}) it is based on."""
+    now = now or datetime.now(timezone.utc)
+    cut = completeness.cutoff(event_date, timedelta(minutes=settings.batch_allowed_lateness_minutes))
+    if now < cut:
+        return completeness.judge(now, cut, None, {}), None
+    conn = connect()
+    try:
+        committed, recorded_at, all_offsets = completeness.committed_offsets(conn, settings.kafka_topic)
+    finally:
+        conn.close()
+    targets = completeness.targets(settings.kafka_bootstrap_list, settings.kafka_topic, cut)
+    verdict = completeness.judge(now, cut, committed, targets)
+    position = None
+    if all_offsets is not None:
+        position = {"end_offsets": all_offsets, "recorded_at": recorded_at.isoformat() if recorded_at else None}
+    return verdict, position
 
 
 def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
-    """Replace silver/events and silver/quarantine of event_date from bronze."""
+    """Replace silver/events and silver/quarantine of event_date from one
+    snapshot (version) of bronze; returns the counts and that version."""
     started = time.perf_counter()
-    bronze = delta_io.read_partition_spark(spark, bronze_path(settings), event_date, BRONZE_EVENTS_SCHEMA)
-    checked = silver.checked_rows(bronze, event_date).toArrow()
-    events, refused = silver.split(checked)
-    computed = time.perf_counter()
-    bronze_rows = _partition_rows(bronze_path(settings), event_date)
+    bronze_path = catalog.BRONZE_EVENTS.path(settings)
+    version = delta_io.current_version(spark, bronze_path)
+    bronze = delta_io.read_date(spark, catalog.BRONZE_EVENTS, bronze_path, event_date, version)
+    bronze_rows = int(bronze.count())
     if bronze_rows == 0:
         log.warning("no bronze events for %s: silver (and so gold) for the date will be empty", event_date)
-    delta_io.replace_partition(silver_path(settings), events, event_date)
-    delta_io.replace_partition(quarantine_path(settings), refused, event_date)
-    log.info("bronze_to_silver timings: spark read+dedup+collect %.1f s, delta writes %.1f s",
-             computed - started, time.perf_counter() - computed)
+    checked = silver.checked_rows(bronze, event_date).persist()
+    try:
+        events, refused = silver.split(checked)
+        delta_io.replace_date(events, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
+        delta_io.replace_date(refused, catalog.SILVER_QUARANTINE, catalog.SILVER_QUARANTINE.path(settings),
+                              event_date)
+        silver_rows, quarantined = int(events.count()), int(refused.count())
+        reasons = {} if not quarantined else {
+            r["reason"]: r["count"] for r in refused.groupBy("reason").count().collect()}
+    finally:
+        checked.unpersist()
     stats = {
         "event_date": event_date.isoformat(),
+        "bronze_version": version,
         "bronze_rows": bronze_rows,
-        "silver_rows": events.num_rows,
-        "quarantined": refused.num_rows,
-        "duplicates_dropped": bronze_rows - events.num_rows - refused.num_rows,
+        "silver_rows": silver_rows,
+        "quarantined": quarantined,
+        "duplicates_dropped": bronze_rows - silver_rows - quarantined,
+        "seconds": round(time.perf_counter() - started, 1),
     }
-    if refused.num_rows:
-        reasons = pc.value_counts(refused.column("reason")).to_pylist()
-        log.warning("quarantined %d rows of %s: %s", refused.num_rows, event_date,
-                    {r["values"]: r["counts"] for r in reasons})
+    if quarantined:
+        log.warning("quarantined %d rows of %s: %s", quarantined, event_date, reasons)
     log.info("bronze_to_silver %s", stats)
     return stats
 
@@ -82,58 +92,60 @@ def validate_silver(settings: Settings, event_date: date, run_id: str, connect: 
 
 
 def silver_to_gold(spark, settings: Settings, name: str, event_date: date) -> int:
-    """Replace gold/<name> of event_date from silver."""
+    """Replace gold/<name> of event_date from silver; returns its row count."""
     model = MODELS[name]
-    events = delta_io.read_partition_spark(spark, silver_path(settings), event_date, silver.SILVER_EVENTS_SCHEMA)
-    table = delta_io.to_arrow(model.transform(events), model.SCHEMA)
-    if table.num_rows == 0:
+    table = catalog.GOLD[name]
+    events = delta_io.read_date(spark, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
+    delta_io.replace_date(model.transform(events), table, table.path(settings), event_date)
+    rows = delta_io.count_date(spark, table, table.path(settings), event_date)
+    if rows == 0:
         log.warning("no silver events for %s: gold.%s is empty for the date", event_date, name)
-    return delta_io.replace_partition(gold_path(settings, name), table, event_date)
+    return rows
 
 
-def gold_to_postgres(settings: Settings, event_date: date, run_id: str, connect: load.Connect) -> dict:
-    """Load every gold table's rows of event_date into PostgreSQL (one
-    transaction per table), then record the run in ops.batch_runs."""
-    loaded = {}
+def read_gold(spark, settings: Settings, event_date: date) -> list[load.GoldRows]:
+    """Every gold table's rows of the date (a handful: collected is fine)."""
+    out = []
     for name, model in MODELS.items():
-        table = delta_io.read_partition_arrow(gold_path(settings, name), event_date)
-        if table is None:
-            raise RuntimeError(f"gold table {name} does not exist; silver_to_gold must run first")
-        table = delta_io.conform(table, model.SCHEMA)
-        loaded[name] = load.load_table(connect, name, model.SCHEMA.names, _tuples(table), event_date)
-    silver_rows = _partition_rows(silver_path(settings), event_date)
-    quarantined = _partition_rows(quarantine_path(settings), event_date)
-    load.record_batch_run(connect, run_id, event_date, silver_rows, quarantined)
+        table = catalog.GOLD[name]
+        df = delta_io.conform(delta_io.read_date(spark, table, table.path(settings), event_date), table)
+        arrow = df.toArrow()
+        columns = [arrow.column(i).to_pylist() for i in range(arrow.num_columns)]
+        out.append(load.GoldRows(name, list(model.SCHEMA.names), list(zip(*columns))))
+    return out
+
+
+def gold_to_postgres(spark, settings: Settings, event_date: date, run_id: str, connect: load.Connect,
+                     silver_stats: dict, position: dict | None) -> dict:
+    """Load every gold table's rows of event_date into PostgreSQL and record
+    the run in ops.batch_runs, all in one transaction."""
+    tables = read_gold(spark, settings, event_date)
+    run = load.BatchRun(
+        run_id=run_id, event_date=event_date,
+        bronze_rows=int(silver_stats["bronze_rows"]), bronze_version=silver_stats.get("bronze_version"),
+        silver_rows=int(silver_stats["silver_rows"]), quarantined=int(silver_stats["quarantined"]),
+        stream_end_offsets=(position or {}).get("end_offsets"),
+        stream_recorded_at=(position or {}).get("recorded_at"),
+    )
+    loaded = load.load_date(connect, tables, event_date, run)
     log.info("gold_to_postgres %s: %s", event_date, loaded)
     return loaded
 
 
 def _rows_to_validate(settings: Settings, event_date: date):
+    """The date's silver + quarantine rows (the columns the suite checks) as
+    pandas, read with delta-rs (Great Expectations validates pandas here)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
     cols = quality.COLUMNS
-    parts = [
-        t.select(cols)
-        for t in (
-            delta_io.read_partition_arrow(silver_path(settings), event_date, cols),
-            delta_io.read_partition_arrow(quarantine_path(settings), event_date, cols),
-        )
-        if t is not None
-    ]
     schema = pa.schema([silver.SILVER_EVENTS_SCHEMA.field(c).with_nullable(True) for c in cols])
-    table = pa.concat_tables([delta_io.conform(t, schema) for t in parts]) if parts else schema.empty_table()
+    parts = []
+    for table in (catalog.SILVER_EVENTS, catalog.SILVER_QUARANTINE):
+        path = table.path(settings)
+        if not DeltaTable.is_deltatable(path):
+            continue
+        t = DeltaTable(path).to_pyarrow_table(columns=cols, filters=[("event_date", "=", event_date)])
+        parts.append(pa.Table.from_arrays([t.column(c).cast(schema.field(c).type) for c in cols], schema=schema))
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
     return table.to_pandas()
-
-
-def _partition_rows(path: str, event_date: date) -> int:
-    """Rows of a date partition, from the Delta log's file statistics."""
-    if not DeltaTable.is_deltatable(path):
-        return 0
-    actions = DeltaTable(path).get_add_actions(flatten=True)
-    actions = pa.table(actions) if not isinstance(actions, pa.Table) else actions
-    dates = actions.column("partition.event_date").to_pylist()
-    counts = actions.column("num_records").to_pylist()
-    return int(sum(n for d, n in zip(dates, counts) if str(d) == event_date.isoformat()))
-
-
-def _tuples(table: pa.Table) -> list[tuple]:
-    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    return list(zip(*columns))

@@ -1,13 +1,19 @@
-"""Delta table upkeep for bronze and silver: compaction of closed partitions
-and vacuum with a retention (both via delta-rs).
+"""Delta table upkeep for bronze and silver with Delta's own commands, run
+through Spark SQL (any session: the Spark Connect server by default):
 
-Safe next to raw landing's appends: delta-rs commits optimistically, and
-compaction only rewrites *closed* date partitions (older than
-`delta_compact_after_days`, beyond any late event), which the streams no longer
-append to, so the two never conflict; a conflicting commit would be retried or
-fail cleanly, never corrupt the table. Vacuum only deletes files that no
-version younger than the retention (>= 7 days) references, so readers, time
-travel within the retention, and in-flight writers are unaffected.
+* `OPTIMIZE delta.`<path>` WHERE <date column> < '<closed before>'` bin-packs
+  the small files of *closed* date partitions (older than
+  DELTA_COMPACT_AFTER_DAYS, beyond any late event);
+* `VACUUM delta.`<path>` RETAIN <n> HOURS` deletes files that no version
+  younger than the retention references. The retention is
+  DELTA_VACUUM_RETENTION_HOURS, at least 168 h = 7 days (the setting refuses
+  less, and Delta's own retention check stays on): time travel within a
+  week, slow readers and in-flight writers keep working.
+
+Safe while raw landing appends: appends are blind inserts into the open
+partitions, which do not conflict with OPTIMIZE's rewrite of closed ones
+(Delta's optimistic concurrency checks exactly that), and VACUUM only
+removes files older than the retention that no current version uses.
 """
 
 from __future__ import annotations
@@ -15,19 +21,14 @@ from __future__ import annotations
 import logging
 from datetime import date, timedelta
 
-from deltalake import DeltaTable
-
+from lakehouse import catalog
+from lakehouse.batch.delta_io import current_version
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: (layer, table, date partition column) of the tables this module maintains.
-TABLES = (
-    ("bronze", "events", "event_date"),
-    ("bronze", "quarantine", "ingest_date"),
-    ("silver", "events", "event_date"),
-    ("silver", "quarantine", "event_date"),
-)
+#: The tables this module maintains (gold tables are one small file per date).
+TABLES = (catalog.BRONZE_EVENTS, catalog.BRONZE_QUARANTINE, catalog.SILVER_EVENTS, catalog.SILVER_QUARANTINE)
 
 
 def closed_before(today: date, after_days: int) -> date:
@@ -35,35 +36,36 @@ def closed_before(today: date, after_days: int) -> date:
     return today - timedelta(days=after_days - 1)
 
 
-def compact(path: str, partition_column: str, before: date) -> dict:
-    """Bin-pack the small files of the closed partitions (< before) of one table."""
-    table = DeltaTable(path)
-    metrics = table.optimize.compact(partition_filters=[(partition_column, "<", before.isoformat())])
+def compact(spark, path: str, partition_column: str, before: date) -> dict:
+    """OPTIMIZE the closed partitions (< before) of one table; Delta's metrics."""
+    row = spark.sql(
+        f"OPTIMIZE delta.`{path}` WHERE {partition_column} < DATE'{before.isoformat()}'"
+    ).select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+    metrics = {"numFilesAdded": int(row[0] or 0), "numFilesRemoved": int(row[1] or 0)}
     log.info("compacted %s (partitions < %s): %s", path, before, metrics)
     return metrics
 
 
-def vacuum(path: str, retention_hours: int) -> list[str]:
-    """Delete files no longer referenced by any version within the retention."""
-    removed = DeltaTable(path).vacuum(retention_hours=retention_hours, dry_run=False,
-                                      enforce_retention_duration=True)
-    log.info("vacuumed %s (retention %d h): %d files removed", path, retention_hours, len(removed))
-    return removed
+def vacuum(spark, path: str, retention_hours: int) -> None:
+    """VACUUM with the retention (Delta logs how many files it deleted)."""
+    if retention_hours < 168:
+        raise ValueError("vacuum retention below 7 days (168 h) is refused")
+    spark.sql(f"VACUUM delta.`{path}` RETAIN {int(retention_hours)} HOURS").collect()
+    log.info("vacuumed %s (retention %d h)", path, retention_hours)
 
 
-def maintain(settings: Settings, layer: str, today: date) -> dict:
+def maintain(spark, settings: Settings, layer: str, today: date) -> dict:
     """Compact then vacuum every table of a layer; absent tables are skipped."""
     before = closed_before(today, settings.delta_compact_after_days)
     out = {}
-    for lyr, name, column in TABLES:
-        if lyr != layer:
+    for table in TABLES:
+        if table.layer != layer:
             continue
-        path = settings.table_path(lyr, name)
-        if not DeltaTable.is_deltatable(path):
+        path = table.path(settings)
+        if current_version(spark, path) is None:
             log.info("skip %s: no Delta table yet", path)
             continue
-        metrics = compact(path, column, before)
-        removed = vacuum(path, settings.delta_vacuum_retention_hours)
-        out[name] = {"files_added": metrics.get("numFilesAdded"), "files_removed": metrics.get("numFilesRemoved"),
-                     "vacuumed": len(removed)}
+        metrics = compact(spark, path, table.partition_by[0], before)
+        vacuum(spark, path, settings.delta_vacuum_retention_hours)
+        out[table.name] = {"files_added": metrics["numFilesAdded"], "files_removed": metrics["numFilesRemoved"]}
     return out

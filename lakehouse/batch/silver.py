@@ -19,7 +19,6 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import pyarrow as pa
 
-from lakehouse.batch.delta_io import conform
 from lakehouse.contract import BRONZE_EVENTS_SCHEMA, EVENT_TYPES, SOURCES, UTC_TS
 
 #: Delta `silver/events`: one typed row per event_id, partitioned by event_date.
@@ -118,12 +117,13 @@ def checked_rows(bronze, event_date: date):
     return first.unionByName(no_id)
 
 
-def split(checked: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(silver events, quarantine) from collected `checked_rows`, typed to
-    SILVER_EVENTS_SCHEMA and SILVER_QUARANTINE_SCHEMA."""
-    import pyarrow.compute as pc
+def split(checked):
+    """(silver events, quarantine) DataFrames from `checked_rows`, with the
+    catalogue's columns of silver/events and silver/quarantine. Pure, lazy:
+    both are computed on the executors when written."""
+    from pyspark.sql import functions as F
 
-    ok = pc.equal(checked.column("reason"), "")
-    events, refused = checked.filter(ok), checked.filter(pc.invert(ok))
-    return conform(events, SILVER_EVENTS_SCHEMA), conform(refused, SILVER_QUARANTINE_SCHEMA)
-
+    ok = F.col("reason") == ""
+    events = checked.filter(ok).select(*SILVER_EVENTS_SCHEMA.names)
+    refused = checked.filter(~ok).select(*SILVER_QUARANTINE_SCHEMA.names)
+    return events, refused

@@ -202,6 +202,16 @@ def _broker_watch(settings: Settings):
     return alive
 
 
+def wait_port_open(host: str, port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.5)
+    raise PlatformError(f"{what} is not listening on {host}:{port} after {timeout:.0f}s")
+
+
 def wait_http_ok(url: str, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     last = None
@@ -264,6 +274,8 @@ def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeli
             log(f"starting {s.name}")
             _start(settings, s)
         wait_http_ok(airflow.base_url(settings) + "/api/v2/monitor/health", 180, "Airflow API server")
+        if "spark-connect" in by_name:  # started first (the DAG's Spark); listening by now, or say so
+            wait_port_open("127.0.0.1", settings.spark_connect_port, 180, "the Spark Connect server")
     for s in todo:
         if s.group in ("pipeline", "grafana"):
             log(f"starting {s.name}")

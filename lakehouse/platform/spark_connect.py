@@ -1,0 +1,81 @@
+"""The Spark Connect server: the long-running Spark of the batch DAG.
+
+Spark Connect is part of Spark (the server class ships in pyspark's
+`jars/spark-connect_2.13-<version>.jar`). One JVM runs `local[2]` with
+delta-spark and the Kafka connector on its classpath (`lakehouse.spark.jvm_conf`);
+the DAG's Spark tasks get a thin gRPC client session from Airflow's
+`spark_default` connection (`sc://127.0.0.1:<SPARK_CONNECT_PORT>`), so no task
+starts a JVM and the JIT-warm server serves every task. Pointing
+`spark_default` at another Spark Connect endpoint (or a cluster) needs no code
+change. Listens on 127.0.0.1 only (gRPC and the driver's own ports).
+
+    spark-submit --class org.apache.spark.sql.connect.service.SparkConnectServer spark-internal
+
+is what pyspark's `sbin/start-connect-server.sh` runs (there through
+spark-daemon.sh, which backgrounds it; the process manager needs it in the
+foreground).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from lakehouse.settings import Settings
+
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+HOST = "127.0.0.1"
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def url(settings: Settings) -> str:
+    """The Spark Connect URL of the embedded server."""
+    return f"sc://{HOST}:{settings.spark_connect_port}"
+
+
+def server_conf(settings: Settings) -> dict[str, str]:
+    """The server's Spark settings: loopback only, UTC, delta-spark, quiet logs."""
+    from lakehouse.spark import driver_java_options, jvm_conf
+
+    return {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "lakehouse-spark-connect",
+        "spark.driver.memory": settings.spark_connect_memory,
+        "spark.driver.host": HOST,
+        "spark.driver.bindAddress": HOST,
+        "spark.connect.grpc.binding.address": HOST,
+        "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
+        "spark.driver.extraJavaOptions": driver_java_options(settings),
+        "spark.executor.extraJavaOptions": driver_java_options(settings),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.log.level": "WARN",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Delta: sessions may run OPTIMIZE/VACUUM; the retention check stays on.
+        "spark.databricks.delta.retentionDurationCheck.enabled": "true",
+        **jvm_conf(settings),
+    }
+
+
+def server_command(settings: Settings, extra_conf: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) of the server, in the foreground; extra_conf wins
+    (tests lower spark.driver.maxResultSize with it)."""
+    home = spark_home()
+    argv = [str(home / "bin" / "spark-submit"), "--class", SERVER_CLASS]
+    for key, value in {**server_conf(settings), **(extra_conf or {})}.items():
+        argv += ["--conf", f"{key}={value}"]
+    argv.append("spark-internal")
+    env = {
+        "SPARK_HOME": str(home),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": HOST,
+    }
+    return argv, env

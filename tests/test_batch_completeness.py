@@ -1,0 +1,87 @@
+"""The completeness criterion of the DAG's sensor and the catch-up planner:
+pure rules on small inputs, and the per-partition targets against the real
+broker (records with chosen timestamps, one partition idle)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from lakehouse.batch import catch_up, completeness
+
+D = date(2026, 11, 20)
+HOUR = timedelta(hours=1)
+CUT = datetime(2026, 11, 21, 1, 0, tzinfo=timezone.utc)
+
+
+def test_cutoff_is_next_midnight_plus_lateness():
+    assert completeness.cutoff(D, HOUR) == CUT
+    assert completeness.cutoff(D, timedelta(0)) == datetime(2026, 11, 21, tzinfo=timezone.utc)
+
+
+def test_not_complete_before_the_cutoff_whatever_the_offsets():
+    v = completeness.judge(CUT - timedelta(seconds=1), CUT, {0: 10**9}, {0: 1})
+    assert not v.complete and "has not passed" in v.reason
+
+
+def test_complete_when_every_partition_reached_its_target():
+    v = completeness.judge(CUT + HOUR, CUT, {0: 120, 1: 40, 2: 7}, {0: 120, 1: 35, 2: 7})
+    assert v.complete
+
+
+def test_a_partition_short_of_its_target_blocks_and_is_named():
+    v = completeness.judge(CUT + HOUR, CUT, {0: 120, 1: 30}, {0: 100, 1: 35, 2: 0})
+    assert not v.complete
+    assert v.behind == {1: (30, 35)}
+    assert "partition 1 at 30 < 35" in v.reason
+
+
+def test_no_progress_or_no_partitions_is_not_complete():
+    assert not completeness.judge(CUT + HOUR, CUT, None, {0: 0}).complete
+    assert "no progress" in completeness.judge(CUT + HOUR, CUT, None, {0: 0}).reason
+    assert not completeness.judge(CUT + HOUR, CUT, {0: 0}, {}).complete
+
+
+def test_catch_up_runs_missed_and_stale_dates_in_order_and_waits_for_the_cutoff():
+    now = datetime(2026, 11, 23, 0, 30, tzinfo=timezone.utc)  # 2026-11-22's cutoff (01:00) not yet passed
+    bronze = {date(2026, 11, 22): 50, date(2026, 11, 18): 10, date(2026, 11, 20): 30, date(2026, 11, 21): 40,
+              date(2026, 11, 19): 0}
+    done = {date(2026, 11, 20): 30, date(2026, 11, 21): 39, date(2026, 11, 17): 5}
+    assert catch_up.dates_to_run(bronze, done, now, HOUR) == [
+        (date(2026, 11, 18), "missed"),  # never run (the stack was down)
+        (date(2026, 11, 21), "stale"),  # a late event landed after its run
+    ]
+    assert catch_up.dates_to_run(bronze, done, now + HOUR, HOUR)[-1] == (date(2026, 11, 22), "missed")
+
+
+def test_catch_up_run_id_names_date_and_bronze_state():
+    assert catch_up.run_id(D, 1234) == "catch_up__2026-11-20__1234"
+
+
+@pytest.mark.integration
+def test_targets_from_the_broker_with_an_idle_partition(core_stack):
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = f"completeness-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=core_stack.kafka_bootstrap_list)
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    admin.close()
+    cut_ms = int(CUT.timestamp() * 1000)
+    producer = KafkaProducer(bootstrap_servers=core_stack.kafka_bootstrap_list)
+    # partition 0: 3 records before the cutoff, 2 after; partition 1: 2 before only
+    # (idle since); partition 2: nothing at all.
+    for i, ts in enumerate([-3000, -2000, -1000, 0, 5000]):
+        producer.send(topic, value=b"x", partition=0, timestamp_ms=cut_ms + ts)
+    for ts in (-9000, -8000):
+        producer.send(topic, value=b"y", partition=1, timestamp_ms=cut_ms + ts)
+    producer.flush()
+    producer.close()
+    targets = completeness.targets(core_stack.kafka_bootstrap_list, topic, CUT)
+    assert targets == {0: 3, 1: 2, 2: 0}
+    now = CUT + HOUR
+    assert completeness.judge(now, CUT, {0: 3, 1: 2, 2: 0}, targets).complete  # caught up: idle ones do not block
+    assert not completeness.judge(now, CUT, {0: 3, 1: 1, 2: 0}, targets).complete
+    assert not completeness.judge(now, CUT, {0: 2, 1: 2}, targets).complete
