@@ -154,6 +154,19 @@ class Settings(BaseSettings):
     grafana_admin_user: str = "admin"
     grafana_admin_password: SecretStr | None = None
 
+    # --- overview dashboard (embedded; no Grafana binary needed) ---------------
+    dashboard_enabled: bool = Field(
+        True, description="Serve the overview dashboard (the Grafana JSON's panels) under `make up`."
+    )
+    dashboard_port: int = Field(8050, description="Port of the overview dashboard on 127.0.0.1.")
+    dashboard_json: Path = Field(
+        REPO_ROOT / "grafana" / "dashboards" / "lakehouse_overview.json",
+        description="The Grafana dashboard JSON the embedded dashboard renders (the one definition).",
+    )
+    dashboard_admin_user: str = "admin"
+    dashboard_admin_password: SecretStr | None = None
+    dashboard_secret_key: SecretStr | None = None
+
     # --- derived paths -------------------------------------------------------
     @property
     def run_dir(self) -> Path:
@@ -229,6 +242,8 @@ SECRET_FIELDS = (
     "airflow_secret_key",
     "airflow_fernet_key",
     "grafana_admin_password",
+    "dashboard_admin_password",
+    "dashboard_secret_key",
 )
 
 

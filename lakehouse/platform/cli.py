@@ -9,7 +9,7 @@ import time
 
 import typer
 
-from lakehouse.platform import airflow, stack
+from lakehouse.platform import airflow, dashboard, stack
 from lakehouse.platform.errors import PlatformError
 from lakehouse.platform.secrets import ENV_PATH, ensure_env_file
 from lakehouse.platform.services import grafana_binary
@@ -44,6 +44,15 @@ def up() -> None:
         login = f"login {user} / {settings.airflow_admin_password.get_secret_value()}  (shown once; kept in .env)"
     else:
         login = f"login {user} / AIRFLOW_ADMIN_PASSWORD in .env"
+    dash_user = settings.dashboard_admin_user
+    if "DASHBOARD_ADMIN_PASSWORD" in added:
+        dash_login = f"login {dash_user} / {settings.dashboard_admin_password.get_secret_value()}  (shown once; kept in .env)"
+    else:
+        dash_login = f"login {dash_user} / DASHBOARD_ADMIN_PASSWORD in .env"
+    overview = (
+        f"{dashboard.base_url(settings)}   {dash_login}" if settings.dashboard_enabled
+        else "not started (DASHBOARD_ENABLED=false)"
+    )
     grafana = (
         f"http://127.0.0.1:{settings.grafana_port}  (dashboard: Lakehouse Platform Overview)"
         if grafana_binary(settings)
@@ -52,6 +61,7 @@ def up() -> None:
     print(
         f"""
   Airflow UI   {airflow.base_url(settings)}   {login}
+  Dashboard    {overview}
   Grafana      {grafana}
   psql (ro)    make psql      # = psql "host={settings.pg_host} port={settings.pg_port} dbname={settings.pg_database} user={settings.pg_reader_user}", password PG_READER_PASSWORD in .env
   logs         {settings.log_dir}   (make logs)

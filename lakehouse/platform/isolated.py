@@ -32,6 +32,7 @@ def isolated_settings(run_dir: Path | str, **overrides) -> Settings:
         airflow_worker_log_port=free_port(),
         airflow_trigger_log_port=free_port(),
         spark_connect_port=free_port(),
+        dashboard_port=free_port(),
         grafana_bin="/nonexistent/grafana",
     )
     values.update(overrides)

@@ -48,6 +48,8 @@ def command_for(name: str, settings: Settings) -> tuple[list[str], dict[str, str
     if name == "streams":
         # Spark's Python workers must run this interpreter (the venv, with pyarrow)
         return [sys.executable, "-m", "spark_jobs.streams"], {"PYSPARK_PYTHON": sys.executable}
+    if name == "dashboard":
+        return [sys.executable, "-m", "lakehouse.dashboard_app"], {}
     if name == "grafana":
         from lakehouse.platform import grafana
 

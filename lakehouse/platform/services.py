@@ -17,7 +17,7 @@ from lakehouse.settings import REPO_ROOT, Settings
 @dataclass(frozen=True)
 class Service:
     name: str
-    group: str  # core | airflow | pipeline | grafana
+    group: str  # core | airflow | pipeline | dashboard | grafana
     command: list[str]
     port: int | None = None
     port_setting: str | None = None
@@ -87,6 +87,10 @@ def services(settings: Settings) -> list[Service]:
         # driver only: it stops between micro-batches (the JVM ignores SIGINT).
         out.append(Service("streams", "pipeline", _launch("streams", settings), stopsignal="INT",
                            stopasgroup=False, stopwaitsecs=90, startsecs=10, priority=31))
+    if settings.dashboard_enabled:
+        # The overview dashboard without Grafana (lakehouse.dashboard_app), as the reader role.
+        out.append(Service("dashboard", "dashboard", _launch("dashboard", settings),
+                           port=settings.dashboard_port, port_setting="DASHBOARD_PORT", startsecs=3, priority=39))
     if grafana_binary(settings):
         out.append(Service("grafana", "grafana", _launch("grafana", settings),
                            port=settings.grafana_port, port_setting="GRAFANA_PORT", priority=40))

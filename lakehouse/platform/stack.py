@@ -233,7 +233,7 @@ class UpResult:
     already_running: list[str]
 
 
-def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeline", "grafana")) -> UpResult:
+def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeline", "dashboard", "grafana")) -> UpResult:
     """Start (the given groups of) the embedded stack; a no-op when it runs."""
     prepare_run_dir(settings)
     postgres.bin_dir(settings)
@@ -277,9 +277,13 @@ def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeli
         if "spark-connect" in by_name:  # started first (the DAG's Spark); listening by now, or say so
             wait_port_open("127.0.0.1", settings.spark_connect_port, 180, "the Spark Connect server")
     for s in todo:
-        if s.group in ("pipeline", "grafana"):
+        if s.group in ("pipeline", "dashboard", "grafana"):
             log(f"starting {s.name}")
             _start(settings, s)
+    if "dashboard" in by_name:
+        from lakehouse.platform import dashboard
+
+        wait_http_ok(dashboard.base_url(settings) + "/login", 60, "the overview dashboard")
     return result
 
 
