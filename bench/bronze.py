@@ -1,4 +1,4 @@
-"""What the raw-landing stream has committed to Delta, read with delta-rs:
+"""What the raw-landing stream has committed to Delta (delta-spark), read with delta-rs:
 row counts (from the log's add actions, cheap enough to poll), commit times
 (for the landed rate), and the exactly-once check over (partition, offset)."""
 
@@ -9,13 +9,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
+from lakehouse import catalog
 from lakehouse.settings import Settings
 
 KEY_COLUMNS = ["kafka_topic", "kafka_partition", "kafka_offset"]
 
 
 def _table(settings: Settings, name: str) -> DeltaTable | None:
-    path = settings.table_path("bronze", name)
+    path = catalog.TABLES[f"bronze/{name}"].path(settings)
     return DeltaTable(path) if DeltaTable.is_deltatable(path) else None
 
 
@@ -43,7 +44,8 @@ def commits(settings: Settings, since: float, until: float) -> list[tuple[float,
     out = []
     for h in table.history():
         ts = h["timestamp"] / 1000.0
-        rows = (h.get("operationMetrics") or {}).get("num_added_rows") or 0
+        metrics = h.get("operationMetrics") or {}
+        rows = int(metrics.get("numOutputRows") or metrics.get("num_added_rows") or 0)  # delta-spark (a string), delta-rs
         if since <= ts <= until and rows > 0 and h.get("operation") == "WRITE":
             out.append((ts, int(rows)))
     return sorted(out)

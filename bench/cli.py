@@ -12,7 +12,7 @@ from lakehouse.settings import REPO_ROOT
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
 
-PHASES = ("ceiling", "ingest", "freshness", "batch")
+PHASES = ("ceiling", "ingest", "drain", "freshness", "batch")
 
 
 @app.command()

@@ -12,6 +12,7 @@ class BenchConfig:
     runs: int  # every figure is the median of this many runs (>= 3)
     ceiling_events: int  # messages per broker-ceiling run
     ingest_seconds: float  # producer at full speed, per ingest run
+    drain_events: int  # events pre-loaded per drain run (streams stopped while loading)
     freshness_seconds: float  # producer at freshness_rate, per freshness run
     freshness_rate: float
     batch_events: int  # one day of events written into bronze for the DAG
@@ -28,6 +29,7 @@ class BenchConfig:
             runs=runs,
             ceiling_events=100_000 if quick else 300_000,
             ingest_seconds=15.0 if quick else 60.0,
+            drain_events=300_000 if quick else 1_000_000,
             freshness_seconds=20.0 if quick else 60.0,
             freshness_rate=1000.0,
             batch_events=events_per_day or (200_000 if quick else 1_000_000),

@@ -1,0 +1,131 @@
+"""Drain: how fast both streaming queries work through a pre-loaded topic,
+with no producer running, against a plain Spark Kafka-to-Parquet copy of the
+same records (bench.stream_floor).
+
+Per run: stop the streams program; produce N events into the topic at full
+speed; start the streams program; wait until both queries' progress ends at
+the topic's high watermarks. The drain rate is N over the span from the first
+micro-batch's start to the last one's end (ops.stream_progress: recorded_at
+minus duration), both queries included, JVM start-up excluded. Meanwhile the
+streams program's process tree (driver, JVM, Python workers) is sampled for
+PSS every second. Then the floor copies the same offset range in a fresh
+Spark process (the streams stopped again, so it has the machine to itself)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from pathlib import Path
+
+from bench.ingest import messages, send, wait_streams_caught_up
+from bench.kafka_util import high_watermarks
+from bench.stack_ctl import program_pid, query, stop_programs
+from lakehouse.settings import Settings
+
+PROGRAM = "streams"
+#: Drain events carry event times of a fixed past day (never "late" for freshness's later windows).
+DRAIN_DAY = datetime(2026, 1, 12, tzinfo=timezone.utc)
+
+
+def start_streams(settings: Settings) -> None:
+    from lakehouse.platform import stack
+
+    stack._proxy(settings).supervisor.startProcess(PROGRAM, True)  # noqa: SLF001 - the platform's client
+
+
+class PssSampler(threading.Thread):
+    """PSS of one program's process tree, every `interval` seconds."""
+
+    def __init__(self, settings: Settings, interval: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.interval = settings, interval
+        self.samples: list[tuple[float, int]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from bench.memory import sample_tree
+
+        while not self.stopping.is_set():
+            try:
+                s = sample_tree(program_pid(self.settings, PROGRAM))
+                if s.pss is not None:
+                    self.samples.append((s.t, s.pss))
+            except Exception:  # noqa: BLE001 - the program is starting or stopping
+                pass
+            self.stopping.wait(self.interval)
+
+    def stop(self) -> list[tuple[float, int]]:
+        self.stopping.set()
+        self.join(30)
+        return self.samples
+
+
+def batch_span(settings: Settings, since: float) -> dict:
+    """First batch start, last batch end and rows per query, from the progress rows since `since`."""
+    rows = query(
+        settings,
+        "SELECT query_name, min(extract(epoch FROM recorded_at) - duration_ms / 1000.0), "
+        "max(extract(epoch FROM recorded_at)), sum(input_rows), count(*) FROM ops.stream_progress "
+        "WHERE recorded_at >= to_timestamp(%s) AND input_rows > 0 GROUP BY query_name",
+        (since,),
+    )
+    return {name: {"start": float(a), "end": float(b), "rows": int(n), "batches": int(c)}
+            for name, a, b, n, c in rows}
+
+
+def run_once(settings: Settings, run: int, events: int, timeout: float, out_dir: Path, log) -> dict:
+    stop_programs(settings, [PROGRAM])
+    before = high_watermarks(settings, settings.kafka_topic)
+    start = DRAIN_DAY + timedelta(hours=run)
+    log(f"drain run {run + 1}: streams stopped; pre-loading {events:,} events")
+    stats = send(settings, islice(messages(settings, seed=2000 + run, start=start, events_per_second=20_000), events))
+    after = high_watermarks(settings, settings.kafka_topic)
+    records = sum(after.values()) - sum(before.values())
+    sampler = PssSampler(settings)
+    t_start = time.time()
+    start_streams(settings)
+    sampler.start()
+    try:
+        wait_streams_caught_up(settings, timeout)
+    finally:
+        samples = sampler.stop()
+    t_done = time.time()
+    time.sleep(2)  # the listener writes the last progress row asynchronously
+    span = batch_span(settings, t_start)
+    first = min(s["start"] for s in span.values())
+    last = max(s["end"] for s in span.values())
+    rate = records / max(last - first, 1e-9)
+    pss = [p for _, p in samples]
+    log(f"drain run {run + 1}: {records:,} records drained at {rate:,.0f}/s "
+        f"({last - first:.1f}s of batches; {t_done - t_start:.1f}s from program start); "
+        f"streams PSS peak {max(pss, default=0) / 1e9:.2f} GB")
+    stop_programs(settings, [PROGRAM])
+    floor = floor_once(settings, before, after, out_dir / f"drain-floor-{run}", out_dir / "drain-floor.log")
+    log(f"drain run {run + 1}: floor (plain Spark Kafka -> Parquet) {floor['rows']:,} rows at "
+        f"{floor['rows_per_s']:,.0f}/s ({floor['read_write_s']:.1f}s)")
+    start_streams(settings)
+    return {
+        "records": records, "sent": stats.sent, "t_start": t_start, "t_done": t_done,
+        "batches": span, "drain_rate": rate, "seconds": last - first, "wall_from_start_s": t_done - t_start,
+        "pss_peak": max(pss, default=None), "pss_median": sorted(pss)[len(pss) // 2] if pss else None,
+        "pss_samples": samples, "floor": floor, "ratio": rate / floor["rows_per_s"],
+    }
+
+
+def floor_once(settings: Settings, start: dict[int, int], end: dict[int, int], out: Path, log_path: Path) -> dict:
+    """The plain copy, in a fresh Spark process: returns its JSON line."""
+    topic = settings.kafka_topic
+    cmd = [sys.executable, "-m", "bench.stream_floor", "--run-dir", str(settings.run_dir), "--out", str(out),
+           "--start", json.dumps({topic: {str(p): o for p, o in start.items()}}),
+           "--end", json.dumps({topic: {str(p): o for p, o in end.items()}})]
+    with open(log_path, "ab") as log:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, timeout=900,
+                              cwd=Path(__file__).resolve().parent.parent)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stream floor failed ({proc.returncode}); see {log_path}")
+    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
