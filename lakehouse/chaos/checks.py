@@ -109,6 +109,52 @@ def realtime_bounds(events: pa.Table, watermark_s: float, future_skew_s: float, 
     return bounds, closed_before
 
 
+def realtime_exact(events: pa.Table, batches: list[tuple[dict[int, int], int]], first: dict[int, int],
+                   future_skew_s: float):
+    """The exact recomputation, when the fast aggregation's offset log is
+    whole: `batches` = [(end offsets {partition: next offset}, watermark in
+    ms the batch ran with)] in batch order, `first` the topic's first
+    offsets. An event counts iff the future-skew rule lets it in and its
+    event time is after its batch's watermark (Spark drops rows at or before
+    it, in the de-duplication and the window aggregation alike); a resent
+    event_id counts once. Same shape as realtime_bounds (low == high), or
+    None when an event lies outside the batches."""
+    import bisect
+
+    ends: dict[int, list[int]] = defaultdict(list)
+    marks = []
+    for end, watermark_ms in batches:
+        for p, o in end.items():
+            ends[p].append(o)
+        marks.append(watermark_ms * 1000)
+    cols = {c: events.column(c).to_pylist() for c in ("event_id", "event_type", "source", "kafka_partition",
+                                                       "kafka_offset")}
+    ets = pc.cast(events.column("event_ts"), pa.int64()).to_pylist()
+    kts = pc.cast(events.column("kafka_timestamp"), pa.int64()).to_pylist()
+    future_us = int(future_skew_s * 1e6)
+    counted: dict[str, dict[tuple, set]] = {t: defaultdict(set) for t in
+                                            ("events_per_minute", "logins_per_source", "purchases_per_minute")}
+    max_ts = None
+    for eid, etype, src, p, o, e, k in zip(*cols.values(), ets, kts):
+        if o < first.get(p, 0):
+            return None
+        i = bisect.bisect_right(ends.get(p, []), o)
+        if i >= len(marks):
+            return None
+        if k is not None and e > k + future_us:
+            continue
+        max_ts = e if max_ts is None or e > max_ts else max_ts
+        if e <= marks[i]:
+            continue  # late: dropped by the watermark
+        w = _minute(e)
+        counted["events_per_minute"][(w, etype)].add(eid)
+        if etype == "login":
+            counted["logins_per_source"][(w, src)].add(eid)
+        if etype == "purchase":
+            counted["purchases_per_minute"][(w,)].add(eid)
+    return {t: {key: (len(ids), len(ids)) for key, ids in d.items()} for t, d in counted.items()}
+
+
 def realtime(bounds: dict, closed_before: datetime | None, actual: dict[str, dict[tuple, int]]) -> Verdict:
     """`actual`: {table: {key: count}} read from PostgreSQL. Only windows that
     start before `closed_before` (closed under the watermark) are judged."""
@@ -132,7 +178,7 @@ def realtime(bounds: dict, closed_before: datetime | None, actual: dict[str, dic
             elif n > high:
                 v.doubled += n - high
                 v.notes.append(f"{table} {key}: {n} > {high} events")
-    v.notes.insert(0, f"{v.checked} windows judged, {exact} exactly (no late events in them)")
+    v.notes.insert(0, f"{v.checked} windows judged, {exact} of them exactly")
     return v
 
 

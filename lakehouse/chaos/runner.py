@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg2
@@ -39,6 +39,8 @@ from lakehouse.settings import Settings
 DAG_ID = "lakehouse_bronze_to_gold"
 #: Seconds the stack runs under load before the first fault, and after the last one.
 WARMUP_S, COOLDOWN_S = 45.0, 30.0
+#: Events/s of the second producer (yesterday's events, for the DAG runs).
+BACKFILL_RATE = 100.0
 #: A program that is not RUNNING again this long after a fault has not recovered.
 RECOVERY_TIMEOUT_S = 300.0
 
@@ -239,6 +241,14 @@ def wait_dag_run(settings: Settings, run_id: str, timeout: float) -> str:
     return f"{state} after {timeout:.0f}s"
 
 
+def complete(settings: Settings, d: date) -> bool:
+    """Whether the DAG's completeness sensor can let date d run now (its cutoff has passed)."""
+    from lakehouse.batch import completeness
+
+    lateness = timedelta(minutes=getattr(settings, "batch_allowed_lateness_minutes", 60))
+    return datetime.now(timezone.utc) >= completeness.cutoff(d, lateness)
+
+
 def topic_ranges(settings: Settings) -> dict[tuple[str, int], tuple[int, int]]:
     from kafka import KafkaConsumer, TopicPartition
 
@@ -270,6 +280,26 @@ def landed(settings: Settings) -> pa.Table:
     quarantine = read_delta(catalog.BRONZE_QUARANTINE.path(settings), LANDED)
     return pa.concat_tables([t.cast(pa.schema([("kafka_topic", pa.string()), ("kafka_partition", pa.int32()),
                                                 ("kafka_offset", pa.int64())])) for t in (events, quarantine)])
+
+
+EVENT_COLUMNS = ["event_id", "event_type", "source", "event_ts", "kafka_timestamp", "event_date",
+                 "kafka_partition", "kafka_offset"]
+
+
+def offset_log(settings: Settings) -> list[tuple[dict[int, int], int]]:
+    """The fast aggregation's offset log (Spark's checkpoint `offsets/<batch>`:
+    a version line, the batch metadata with its watermark, the source's end
+    offsets), batch by batch from 0; [] when batch 0 is no longer kept."""
+    folder = settings.checkpoint_dir / "fast_aggregation" / "offsets"
+    ids = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+    if not ids or ids[0] != 0 or ids != list(range(len(ids))):
+        return []
+    out = []
+    for i in ids:
+        lines = (folder / str(i)).read_text().splitlines()
+        meta = json.loads(lines[1])
+        out.append((_offsets_in(lines[2]), int(meta.get("batchWatermarkMs", 0))))
+    return out
 
 
 def stream_progress_count(settings: Settings) -> dict[str, int]:
@@ -354,7 +384,7 @@ class Chaos:
                     time.sleep(1)
             elif fault.kind == "dag_run":
                 outcome.started = time.monotonic()
-                self.dag_run_during = trigger_dag(s, datetime.now(timezone.utc).date())
+                self.dag_run_during = trigger_dag(s, self.backfill_date)
                 outcome.recovered_s = time.monotonic() - outcome.started
                 outcome.note = f"run {self.dag_run_during} triggered (recovery: seconds until the API accepted it)"
         except Exception as exc:  # noqa: BLE001 -- a fault that could not be applied is reported
@@ -403,6 +433,7 @@ class Chaos:
         time.sleep(WARMUP_S)
 
         window = max(cfg.duration_s - WARMUP_S - COOLDOWN_S, 3 * (cfg.outage_s + 10))
+        backfill = self._start_backfill(window)
         schedule = build_schedule(cfg.seed, window, programs, kills_per_program=cfg.kills_per_program,
                                   outage_s=cfg.outage_s)
         say(f"[chaos] {len(schedule)} faults over {window:.0f}s (seed {cfg.seed})")
@@ -428,6 +459,9 @@ class Chaos:
 
         say("[chaos] draining: producer stopped, waiting for both streams to reach the topic's end")
         _supervisor(s).stopProcess("producer", True)
+        if backfill.poll() is None:
+            backfill.send_signal(signal.SIGTERM)
+        backfill.wait(120)
         ranges = topic_ranges(s)
         self.report.records = sum(e - f for f, e in ranges.values())
         ends = {p: e for (_, p), (_, e) in ranges.items()}
@@ -442,14 +476,17 @@ class Chaos:
             time.sleep(5)
         say(f"[chaos] drained in {self.report._fmt(self.report.drain_s)}s; {self.report.records} records")
 
-        events = read_delta(catalog.BRONZE_EVENTS.path(s),
-                            ["event_id", "event_type", "source", "event_ts", "kafka_timestamp", "event_date"])
+        events = read_delta(catalog.BRONZE_EVENTS.path(s), EVENT_COLUMNS)
         self.report.verdicts.append(checks.landing(ranges, landed(s)))
-        self.report.verdicts.append(self._realtime(events))
+        self.report.verdicts.append(self._realtime(events, {p: f for (_, p), (f, _) in ranges.items()}))
 
         if self.dag_run_during:
             self.report.dag_runs["during faults"] = wait_dag_run(s, self.dag_run_during, 1800)
-        dates = sorted({d for d in events.column("event_date").to_pylist() if d is not None}) if events.num_rows else []
+        all_dates = sorted({d for d in events.column("event_date").to_pylist() if d is not None}) if events.num_rows else []
+        dates = [d for d in all_dates if complete(s, d)]
+        if len(dates) < len(all_dates):
+            self.report.dag_runs["not run (date not complete yet)"] = ", ".join(
+                str(d) for d in all_dates if d not in dates)
         for d in dates:
             run_id = trigger_dag(s, d)
             state = wait_dag_run(s, run_id, 1800)
@@ -459,10 +496,35 @@ class Chaos:
                                         ((n, i["statename"]) for n, i in program_info(s).items())
                                         if st != "RUNNING" and n != "producer"})
 
-    def _realtime(self, events: pa.Table) -> checks.Verdict:
+    def _start_backfill(self, window: float) -> subprocess.Popen:
+        """A second producer, outside the stack, for the whole fault window:
+        events of yesterday (a date the DAG's completeness sensor lets run
+        now; today's is complete only after midnight + the allowed
+        lateness), so the DAG run during the faults and the final one work
+        on real data that came through the stream."""
+        import sys
+
+        s = self.settings
+        start = datetime.combine(self.backfill_date, datetime.min.time(), tzinfo=timezone.utc).replace(hour=12)
+        log = open(s.log_dir / "chaos-backfill-producer.log", "ab")
+        return subprocess.Popen(
+            [sys.executable, "-m", "producer", "--rate", str(BACKFILL_RATE), "--duration", str(window),
+             "--start", start.isoformat(), "--seed", str(self.cfg.seed + 1), "--duplicate-fraction", "0.02",
+             "--late-fraction", "0", "--malformed-fraction", "0.01", "--bootstrap-servers",
+             s.kafka_bootstrap_servers, "--topic", s.kafka_topic],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LAKEHOUSE_RUN_DIR": str(s.run_dir)})
+
+    @property
+    def backfill_date(self) -> date:
+        return date.fromordinal(datetime.now(timezone.utc).date().toordinal() - 1)
+
+    def _realtime(self, events: pa.Table, first: dict[int, int]) -> checks.Verdict:
         s = self.settings
         bounds, closed_before = checks.realtime_bounds(events, s.realtime_watermark_minutes * 60,
                                                        s.realtime_future_skew_minutes * 60)
+        exact = checks.realtime_exact(events, offset_log(s), first, s.realtime_future_skew_minutes * 60)
+        if exact is not None:
+            bounds = exact
         actual: dict[str, dict[tuple, int]] = {}
         with psycopg2.connect(s.pg_dsn("reader")) as conn, conn.cursor() as cur:
             cur.execute("SELECT window_start, event_type, event_count FROM realtime.events_per_minute")
