@@ -29,7 +29,7 @@ class BenchConfig:
             runs=runs,
             ceiling_events=100_000 if quick else 300_000,
             ingest_seconds=15.0 if quick else 60.0,
-            drain_events=300_000 if quick else 1_000_000,
+            drain_events=300_000 if quick else 1_000_000,  # 100k-record batches: 3+ per query
             freshness_seconds=20.0 if quick else 60.0,
             freshness_rate=1000.0,
             batch_events=events_per_day or (200_000 if quick else 1_000_000),
