@@ -38,10 +38,18 @@ def test_a_partition_short_of_its_target_blocks_and_is_named():
     assert "partition 1 at 30 < 35" in v.reason
 
 
-def test_no_progress_or_no_partitions_is_not_complete():
-    assert not completeness.judge(CUT + HOUR, CUT, None, {0: 0}).complete
-    assert "no progress" in completeness.judge(CUT + HOUR, CUT, None, {0: 0}).reason
-    assert not completeness.judge(CUT + HOUR, CUT, {0: 0}, {}).complete
+def test_no_progress_is_not_complete_while_records_wait_before_the_cutoff():
+    v = completeness.judge(CUT + HOUR, CUT, None, {0: 5, 1: 0})
+    assert not v.complete and "no progress" in v.reason
+    assert not completeness.judge(CUT + HOUR, CUT, {0: 0}, {}).complete  # no partitions
+
+
+def test_nothing_before_the_target_means_nothing_to_wait_for():
+    # an empty topic (or only records after the cutoff, or records deleted by retention)
+    assert completeness.judge(CUT + HOUR, CUT, None, {0: 0, 1: 0}).complete
+    assert completeness.judge(CUT + HOUR, CUT, None, {0: 7, 1: 3}, {0: 7, 1: 3}).complete
+    assert completeness.judge(CUT + HOUR, CUT, {0: 2}, {0: 9}, {0: 9}).complete
+    assert not completeness.judge(CUT + HOUR, CUT, {0: 2}, {0: 9}, {0: 8}).complete
 
 
 def test_catch_up_runs_missed_and_stale_dates_in_order_and_waits_for_the_cutoff():
@@ -79,8 +87,9 @@ def test_targets_from_the_broker_with_an_idle_partition(core_stack):
         producer.send(topic, value=b"y", partition=1, timestamp_ms=cut_ms + ts)
     producer.flush()
     producer.close()
-    targets = completeness.targets(core_stack.kafka_bootstrap_list, topic, CUT)
+    targets, beginnings = completeness.targets(core_stack.kafka_bootstrap_list, topic, CUT)
     assert targets == {0: 3, 1: 2, 2: 0}
+    assert beginnings == {0: 0, 1: 0, 2: 0}
     now = CUT + HOUR
     assert completeness.judge(now, CUT, {0: 3, 1: 2, 2: 0}, targets).complete  # caught up: idle ones do not block
     assert not completeness.judge(now, CUT, {0: 3, 1: 1, 2: 0}, targets).complete

@@ -20,7 +20,9 @@ Per partition, the *target* offset is
 and the date is complete when now >= cutoff and, for every partition, raw
 landing's latest committed end offset (ops.stream_progress, query
 'raw-landing', end_offsets = {topic: {partition: next offset}}) is >= the
-target. Kafka timestamps are the producer's send times (CreateTime), so an
+target. A partition whose target is not past its first retained offset holds
+nothing to wait for (an empty topic, or only records after the cutoff), with
+or without raw landing's progress. Kafka timestamps are the producer's send times (CreateTime), so an
 event sent more than the lateness after its event date ends is late data: it
 lands in bronze later and the catch-up DAG re-runs the date (docs/batch.md).
 """
@@ -48,26 +50,35 @@ class Verdict:
 
 
 def judge(now: datetime, cut: datetime, committed: dict[int, int] | None,
-          targets: dict[int, int]) -> Verdict:
+          targets: dict[int, int], beginnings: dict[int, int] | None = None) -> Verdict:
     """Pure: is the date complete, given raw landing's committed end offsets of
-    the topic ({partition: offset}, None when raw landing never reported) and
-    the per-partition targets (see the module docstring)?"""
+    the topic ({partition: offset}, None when raw landing never reported), the
+    per-partition targets (see the module docstring) and the partitions'
+    first retained offsets (default 0)?"""
     if now < cut:
         return Verdict(False, f"the cutoff {cut.isoformat()} has not passed yet")
     if not targets:
         return Verdict(False, "the topic has no partitions on the broker")
-    if committed is None:
-        return Verdict(False, "raw landing has reported no progress on the topic yet")
-    behind = {p: (committed.get(p, 0), t) for p, t in sorted(targets.items()) if committed.get(p, 0) < t}
+    beginnings = beginnings or {}
+    done = committed or {}
+    behind = {}
+    for p, t in sorted(targets.items()):
+        first = beginnings.get(p, 0)
+        c = max(done.get(p, first), first)
+        if c < t:
+            behind[p] = (done.get(p, first), t)
+    if behind and committed is None:
+        return Verdict(False, "raw landing has reported no progress on the topic yet", behind)
     if behind:
         detail = ", ".join(f"partition {p} at {c} < {t}" for p, (c, t) in behind.items())
         return Verdict(False, f"raw landing has not read past {cut.isoformat()}: {detail}", behind)
     return Verdict(True, f"raw landing has read every partition past {cut.isoformat()}")
 
 
-def targets(bootstrap_servers: list[str], topic: str, cut: datetime, **kafka_conf) -> dict[int, int]:
+def targets(bootstrap_servers: list[str], topic: str, cut: datetime, **kafka_conf) -> tuple[dict[int, int], dict[int, int]]:
     """Per partition of the topic: the first offset at/after the cutoff, or the
-    high watermark when there is none (asked of the broker now)."""
+    high watermark when there is none (asked of the broker now); and the
+    first retained offset."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
@@ -76,11 +87,13 @@ def targets(bootstrap_servers: list[str], topic: str, cut: datetime, **kafka_con
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
-            return {}
+            return {}, {}
         ms = int(cut.timestamp() * 1000)
         at = consumer.offsets_for_times({tp: ms for tp in tps})
         ends = consumer.end_offsets(tps)
-        return {tp.partition: (at[tp].offset if at.get(tp) is not None else ends[tp]) for tp in tps}
+        starts = consumer.beginning_offsets(tps)
+        return ({tp.partition: (at[tp].offset if at.get(tp) is not None else ends[tp]) for tp in tps},
+                {tp.partition: starts[tp] for tp in tps})
     finally:
         consumer.close()
 

@@ -32,8 +32,8 @@ def check_complete(settings: Settings, event_date: date, connect: load.Connect,
         committed, recorded_at, all_offsets = completeness.committed_offsets(conn, settings.kafka_topic)
     finally:
         conn.close()
-    targets = completeness.targets(settings.kafka_bootstrap_list, settings.kafka_topic, cut)
-    verdict = completeness.judge(now, cut, committed, targets)
+    targets, beginnings = completeness.targets(settings.kafka_bootstrap_list, settings.kafka_topic, cut)
+    verdict = completeness.judge(now, cut, committed, targets, beginnings)
     position = None
     if all_offsets is not None:
         position = {"end_offsets": all_offsets, "recorded_at": recorded_at.isoformat() if recorded_at else None}

@@ -110,8 +110,6 @@ PRELOAD = (
     "great_expectations.expectations",
     "pyspark.sql.connect.session",
     "psycopg2",
-    "lakehouse.batch.jobs",
-    "lakehouse.batch.quality",
 )
 
 
