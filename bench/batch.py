@@ -69,6 +69,43 @@ def wait_idle(api: Rest, timeout: float = 1800) -> None:
     raise RuntimeError(f"{DAG_ID} still has active runs after {timeout:.0f}s")
 
 
+def ensure_stream_progress(settings: Settings, log, timeout: float = 300) -> None:
+    """The DAG's sensor needs raw landing's committed progress on the topic:
+    on a stack that never ingested anything (`--only batch`), send a few
+    events and wait for raw landing to report them."""
+    from datetime import datetime, timezone
+
+    import psycopg2
+    from kafka import KafkaProducer
+
+    from lakehouse import testdata
+
+    def reported() -> bool:
+        conn = psycopg2.connect(settings.pg_dsn("reader"))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM ops.stream_progress WHERE query_name = 'raw-landing' "
+                            "AND end_offsets ? %s LIMIT 1", (settings.kafka_topic,))
+                return cur.fetchone() is not None
+        finally:
+            conn.close()
+
+    if reported():
+        return
+    log("batch: raw landing has not reported yet; sending 10 events so the completeness sensor has a position")
+    messages, _, _ = testdata.day_messages(datetime.now(timezone.utc).date(), 10, seed=1)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list)
+    for m in messages:
+        producer.send(settings.kafka_topic, key=m.key, value=m.value)
+    producer.flush()
+    producer.close()
+    deadline = time.monotonic() + timeout
+    while not reported():
+        if time.monotonic() > deadline:
+            raise RuntimeError("raw landing reported no progress on the topic; is the streams program running?")
+        time.sleep(2)
+
+
 def rest_once(settings: Settings, day: date, poll_s: float = 0.5, timeout: float = 3600) -> dict:
     """Trigger a run for `day` through the REST API; wall seconds from the
     trigger request to the run's success, plus each task's seconds."""

@@ -336,6 +336,7 @@ class Bench:
             # new date by itself).
             self._require_programs("spark-connect", "airflow-scheduler", "airflow-triggerer")
             batch.set_paused(self.settings, "lakehouse_catch_up", True)
+            batch.ensure_stream_progress(self.settings, log)
             runs = 1 if n > 5_000_000 else self.config.runs
             key = f"batch_{n}"
             try:
