@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     stream_starting_offsets: str = Field("earliest", description="earliest or latest, for a new checkpoint.")
     stream_fail_on_data_loss: bool = True
     realtime_watermark_minutes: float = 2.0
+    realtime_trigger_seconds: float = Field(
+        0.5, gt=0.0,
+        description="Micro-batch trigger interval of fast aggregation (realtime freshness); raw landing keeps "
+        "STREAM_TRIGGER_SECONDS (fewer, larger Delta commits).",
+    )
     realtime_future_skew_minutes: float = Field(
         5.0, ge=0.0,
         description="Events further ahead of their Kafka timestamp than this are kept in bronze but left out of "

@@ -156,3 +156,20 @@ def test_make_up_runs_grafana_under_the_process_manager(tmp_path):
         assert s.pg_reader_password.get_secret_value() not in (s.run_dir / "supervisord.conf").read_text()
     finally:
         stack.clean(s)
+
+
+def test_the_embedded_dashboard_is_a_program_beside_grafana(tmp_path):
+    """`make up` runs the overview dashboard (no Grafana needed) and, where a
+    binary exists, Grafana too, from the same provisioning."""
+    import sys
+
+    s = make_settings(tmp_path / "run")
+    (svc,) = [x for x in services.services(s) if x.name == "dashboard"]
+    assert svc.group == "dashboard" and svc.port == s.dashboard_port and svc.port_setting == "DASHBOARD_PORT"
+    assert launch.command_for("dashboard", s) == ([sys.executable, "-m", "lakehouse.dashboard_app"], {})
+    assert s.dashboard_json == grafana.HOME_DASHBOARD  # one JSON for both renderers
+    exe = fake_grafana(tmp_path / "g")
+    both = make_settings(tmp_path / "run", grafana_bin=str(exe))
+    assert {"dashboard", "grafana"} <= {x.name for x in services.services(both)}
+    off = make_settings(tmp_path / "run", dashboard_enabled=False)
+    assert "dashboard" not in {x.name for x in services.services(off)}

@@ -316,7 +316,8 @@ def timeseries_figure(panel: dict, results: list[Result], start: datetime, end: 
             trace.update(type="bar", marker={"color": _rgba(c, 0.8), "line": {"color": c, "width": 1}})
         else:
             points = custom.get("showPoints", "auto")
-            trace.update(type="scatter", mode="lines+markers" if points == "always" else "lines",
+            lone = sum(v is not None for _, v in pairs) < 2  # a single point: draw it, or the chart looks empty
+            trace.update(type="scatter", mode="lines+markers" if points == "always" or lone else "lines",
                          line={"color": c, "width": custom.get("lineWidth", 1)})
             opacity = (custom.get("fillOpacity") or 0) / 100
             if opacity:
@@ -412,7 +413,7 @@ def table_cells(panel: dict, result: Result) -> tuple[list[str], list[list[Cell]
         for v, cfg in zip(row, cfgs):
             text, mcolor = mapped(v, cfg)
             colored = (cfg.get("custom", {}).get("cellOptions") or {}).get("type") in ("color-text", "color-background")
-            c = (mcolor or (threshold_color(v, cfg) if cfg.get("thresholds") else None)) if colored else None
+            c = (mcolor or (threshold_color(v, cfg) if cfg.get("thresholds") and v is not None else None)) if colored else None
             cells.append(Cell(text if text is not None else format_value(v, cfg.get("unit"), cfg.get("decimals")), c))
         rows.append(cells)
     return header, rows
