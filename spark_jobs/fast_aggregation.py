@@ -54,7 +54,7 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
         .outputMode("update")
         .foreachBatch(write)
         .option("checkpointLocation", checkpoint(settings))
-        .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
+        .trigger(processingTime=f"{settings.realtime_trigger_seconds} seconds")
         .start()
     )
 
