@@ -283,7 +283,7 @@ def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeli
     if "dashboard" in by_name:
         from lakehouse.platform import dashboard
 
-        wait_http_ok(dashboard.base_url(settings) + "/login", 60, "the overview dashboard")
+        wait_http_ok(dashboard.base_url(settings) + "/login", 120, "the overview dashboard")
     return result
 
 
