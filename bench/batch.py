@@ -14,7 +14,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from lakehouse.platform import airflow
+from lakehouse import catalog
+from lakehouse.platform import airflow, spark_connect
 from lakehouse.settings import Settings
 
 DAG_ID = "lakehouse_bronze_to_gold"
@@ -139,8 +140,8 @@ def floor_once(settings: Settings, day: date, out: Path, log_file: Path) -> dict
     t0 = time.perf_counter()
     with open(log_file, "a") as log_f:
         res = subprocess.run(
-            [sys.executable, "-m", "bench.floor", "--run-dir", str(settings.run_dir), "--date", day.isoformat(),
-             "--out", str(out)],
+            [sys.executable, "-m", "bench.floor", "--remote", spark_connect.url(settings),
+             "--bronze", catalog.BRONZE_EVENTS.path(settings), "--date", day.isoformat(), "--out", str(out)],
             stdout=subprocess.PIPE, stderr=log_f, text=True, env={**os.environ, "PYSPARK_PYTHON": sys.executable},
         )
     wall = time.perf_counter() - t0

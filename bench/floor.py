@@ -6,7 +6,7 @@ how much the DAG (Airflow's scheduling, the sensor, silver's rules and
 de-duplication, Great Expectations, gold, PostgreSQL) adds beyond moving
 the bytes.
 
-    python -m bench.floor --run-dir <run> --date 2026-01-15 --out <dir>
+    python -m bench.floor --remote sc://127.0.0.1:15002 --bronze <bronze/events path> --date 2026-01-15 --out <dir>
 
 Prints one JSON line: session start, read+write seconds, rows. The wall time
 the benchmark reports includes this process's start (like a task's)."""
@@ -24,20 +24,15 @@ app = typer.Typer(add_completion=False)
 
 
 @app.command()
-def main(run_dir: Path = typer.Option(...), event_date: str = typer.Option(..., "--date"),
-         out: Path = typer.Option(...)) -> None:
+def main(remote: str = typer.Option(...), bronze: str = typer.Option(...),
+         event_date: str = typer.Option(..., "--date"), out: Path = typer.Option(...)) -> None:
     t0 = time.perf_counter()
     from pyspark.sql import SparkSession
 
-    from lakehouse import catalog
-    from lakehouse.platform import spark_connect
-    from lakehouse.platform.stack import load_stack_settings
-
-    settings = load_stack_settings(run_dir)
     d = date.fromisoformat(event_date)
-    spark = SparkSession.builder.remote(spark_connect.url(settings)).getOrCreate()
+    spark = SparkSession.builder.remote(remote).getOrCreate()
     t1 = time.perf_counter()
-    df = spark.read.format("delta").load(catalog.BRONZE_EVENTS.path(settings)).where(f"event_date = DATE'{d}'")
+    df = spark.read.format("delta").load(bronze).where(f"event_date = DATE'{d}'")
     df.write.format("delta").mode("overwrite").save(str(out))
     t2 = time.perf_counter()
     rows = spark.read.format("delta").load(str(out)).count()
