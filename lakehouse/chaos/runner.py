@@ -41,6 +41,9 @@ DAG_ID = "lakehouse_bronze_to_gold"
 WARMUP_S, COOLDOWN_S = 45.0, 30.0
 #: Events/s of the second producer (yesterday's events, for the DAG runs).
 BACKFILL_RATE = 100.0
+#: Both streaming queries must report a first micro-batch this soon after start
+#: (the first batch of raw landing holds up to 100,000 records: minutes on a busy machine).
+STARTUP_TIMEOUT_S = 1800.0
 #: A program that is not RUNNING again this long after a fault has not recovered.
 RECOVERY_TIMEOUT_S = 300.0
 
@@ -425,10 +428,10 @@ class Chaos:
             if not wait_running(s, name, 300):
                 raise RuntimeError(f"{name} is not RUNNING after start")
         say("[chaos] waiting for both streams to make progress")
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while len(stream_progress_count(s)) < 2:
             if time.monotonic() > deadline:
-                raise RuntimeError("the streams made no progress within 10 minutes of start")
+                raise RuntimeError(f"the streams made no progress within {STARTUP_TIMEOUT_S:.0f}s of start")
             time.sleep(3)
         time.sleep(WARMUP_S)
 
@@ -455,6 +458,7 @@ class Chaos:
         for name in programs:
             if not wait_running(s, name, RECOVERY_TIMEOUT_S):
                 self.report.not_running[name] = _supervisor(s).getProcessInfo(name)["statename"]
+        say(self.report.table())
         time.sleep(COOLDOWN_S)
 
         say("[chaos] draining: producer stopped, waiting for both streams to reach the topic's end")
@@ -479,9 +483,12 @@ class Chaos:
         events = read_delta(catalog.BRONZE_EVENTS.path(s), EVENT_COLUMNS)
         self.report.verdicts.append(checks.landing(ranges, landed(s)))
         self.report.verdicts.append(self._realtime(events, {p: f for (_, p), (f, _) in ranges.items()}))
+        for v in self.report.verdicts:
+            say(f"[chaos] {v.name}: {v.checked} checked, {v.lost} lost, {v.doubled} doubled; {'; '.join(v.notes[:3])}")
 
         if self.dag_run_during:
             self.report.dag_runs["during faults"] = wait_dag_run(s, self.dag_run_during, 1800)
+            say(f"[chaos] DAG run during the faults: {self.report.dag_runs['during faults']}")
         all_dates = sorted({d for d in events.column("event_date").to_pylist() if d is not None}) if events.num_rows else []
         dates = [d for d in all_dates if complete(s, d)]
         if len(dates) < len(all_dates):
@@ -492,6 +499,7 @@ class Chaos:
             state = wait_dag_run(s, run_id, 1800)
             self.report.dag_runs[f"final {d}"] = state
             self.report.verdicts.append(self._gold(d))
+            say(f"[chaos] DAG run for {d}: {state}; {self.report.verdicts[-1].name}: lost {self.report.verdicts[-1].lost}")
         self.report.not_running.update({n: st for n, st in
                                         ((n, i["statename"]) for n, i in program_info(s).items())
                                         if st != "RUNNING" and n != "producer"})
