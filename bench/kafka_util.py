@@ -22,41 +22,20 @@ def create_topic(settings: Settings, name: str, partitions: int | None = None) -
 
 
 def high_watermarks(settings: Settings, topic: str, timeout: float = 30.0) -> dict[int, int]:
-    """Partition -> high watermark, taken from fetch responses: Tansu's
-    ListOffsets("latest") returns the last batch's base offset (DESIGN.md),
-    the fetch response's high watermark is right on Tansu and Apache Kafka."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_list,
-        enable_auto_commit=False,
-        group_id=None,
-        max_poll_records=1,
-        fetch_max_bytes=1024,
-        max_partition_fetch_bytes=1024,
-    )
+    """Partition -> high watermark (the offset the next record gets), from the
+    broker's ListOffsets answer."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_list, enable_auto_commit=False,
+                             group_id=None, request_timeout_ms=int(timeout * 1000))
     try:
         parts = consumer.partitions_for_topic(topic)
         deadline = time.monotonic() + timeout
         while not parts and time.monotonic() < deadline:
             time.sleep(0.2)
             parts = consumer.partitions_for_topic(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(parts or ())]
-        consumer.assign(tps)
-        out: dict[int, int] = {}
-        for tp in tps:
-            # fetch from just below the end the client believes in (may be a
-            # batch base offset on Tansu); the response carries the true mark.
-            consumer.seek_to_end(tp)
-            guess = consumer.position(tp)
-            consumer.seek(tp, max(0, guess - 1))
-        while len(out) < len(tps) and time.monotonic() < deadline:
-            consumer.poll(timeout_ms=200)
-            for tp in tps:
-                hw = consumer.highwater(tp)
-                if hw is not None:
-                    out[tp.partition] = hw
-        if len(out) < len(tps):
-            raise TimeoutError(f"no high watermark for {topic} partitions {sorted(set(p.partition for p in tps) - set(out))}")
-        return out
+        if not parts:
+            raise TimeoutError(f"no partitions of {topic} after {timeout:.0f}s")
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in sorted(parts)])
+        return {tp.partition: off for tp, off in ends.items()}
     finally:
         consumer.close()
 
@@ -67,7 +46,7 @@ def delete_topic(settings: Settings, name: str) -> bool:
     try:
         admin.delete_topics([name])
         return True
-    except Exception:  # noqa: BLE001 - best effort, memory only
+    except Exception:  # noqa: BLE001 - best effort: retention removes it later anyway
         return False
     finally:
         admin.close()

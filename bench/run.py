@@ -204,7 +204,8 @@ class Bench:
             self._require_programs(*stack_ctl.STREAM_PROGRAMS)
             from bench import ingest
 
-            sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 2.0).start()
+            named = {"broker": stack_ctl.program_pid(self.settings, "broker")} if "broker" in stack_ctl.programs(self.settings) else None
+            sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 2.0, named).start()
             t_idle = time.time()
             time.sleep(10 if self.config.quick else 20)
             self.details["idle_window"] = (t_idle, time.time())
@@ -251,6 +252,10 @@ class Bench:
         }
         self.rows += memory_rows(names, [(s.t, s.rss, s.pss, s.processes) for s in samples],
                                  self.details["idle_window"], runs)
+        if any(s.named for s in samples):  # the embedded broker's share of the figures above
+            from bench.memory import program_rows
+
+            self.rows += program_rows("broker", samples, self.details["idle_window"], runs)
 
     def phase_drain(self) -> None:
         n = self.config.drain_events

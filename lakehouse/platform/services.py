@@ -66,7 +66,7 @@ def services(settings: Settings) -> list[Service]:
             Service("broker", "core", _launch("broker", settings),
                     port=broker.host_port(settings)[1], port_setting="KAFKA_BOOTSTRAP_SERVERS",
                     extra_ports=((settings.broker_controller_port, "BROKER_CONTROLLER_PORT"),),
-                    stopsignal="TERM", stopwaitsecs=90, startsecs=5, priority=2)
+                    stopsignal="TERM", stopwaitsecs=60, startsecs=5, priority=2)
         )
     out += [
         # The long-running Spark of the DAG's Spark tasks (`spark_default`): Spark
