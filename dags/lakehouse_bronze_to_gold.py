@@ -127,7 +127,8 @@ def lakehouse_bronze_to_gold():
         poke_interval=30,
         # backstop only: the poke fails first, with what is missing
         timeout=(settings.batch_completeness_timeout_minutes + 30) * 60,
-        retries=0,
+        # retries (the DAG's) cover a task that could not start; the timeout
+        # below is an AirflowFailException, which is never retried
     )
     def wait_for_complete_date() -> PokeReturnValue:
         """Wait (rescheduling: no worker slot) until raw landing's committed
