@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -151,6 +151,16 @@ class Settings(BaseSettings):
         description="Extra Kafka client settings for both streams (JSON object; keys with or without the "
         "'kafka.' prefix), passed to Spark's Kafka source as kafka.<key>: security.protocol, sasl.*, ssl.*, ...",
     )
+
+    @field_validator("kafka_options", mode="before")
+    @classmethod
+    def _kafka_options_json(cls, value):
+        """KAFKA_OPTIONS as JSON text (environment, stack.env, keyword) or a mapping."""
+        if isinstance(value, str):
+            import json
+
+            value = json.loads(value) if value.strip() else {}
+        return value
 
     # --- Grafana ------------------------------------------------------------
     grafana_bin: str = Field("grafana", description="Grafana server binary (name on PATH or a path).")

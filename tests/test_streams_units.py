@@ -55,3 +55,23 @@ def test_table_rows_unpivots_a_window_and_leaves_out_zero_counts():
     assert sorted(rows["logins_per_source"]) == [(W, "mobile", 1), (W, "web", 2)]
     assert rows["purchases_per_minute"] == []
     assert table_rows([dict(window, n_purchase=4)])["purchases_per_minute"] == [(W, 4)]
+
+
+def test_kafka_options_reach_the_source_and_survive_the_stack_env_file(tmp_path):
+    """KAFKA_OPTIONS: JSON in the environment and in the launcher's stack.env;
+    each entry becomes kafka.<key> (prefix optional) and may override the defaults."""
+    from lakehouse.platform.stack import load_stack_settings, write_stack_env
+    from lakehouse.settings import Settings
+    from lakehouse.stream.source import kafka_options
+
+    jaas = 'org.apache.kafka.common.security.scram.ScramLoginModule required username="u" password="p";'
+    settings = Settings(_env_file=None, lakehouse_run_dir=tmp_path, kafka_options={
+        "security.protocol": "SASL_SSL", "sasl.jaas.config": jaas, "kafka.isolation.level": "read_uncommitted"})
+    write_stack_env(settings)
+    again = load_stack_settings(tmp_path)
+    assert again.kafka_options == settings.kafka_options
+    opts = kafka_options(again)
+    assert opts["kafka.security.protocol"] == "SASL_SSL" and opts["kafka.sasl.jaas.config"] == jaas
+    assert opts["kafka.isolation.level"] == "read_uncommitted"
+    assert kafka_options(Settings(_env_file=None))["kafka.isolation.level"] == "read_committed"
+    assert Settings(_env_file=None, kafka_options='{"a": "b"}').kafka_options == {"a": "b"}

@@ -9,6 +9,7 @@ and waits until supervisord has exited, so every port is free; data stays.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -73,6 +74,8 @@ def write_stack_env(settings: Settings) -> None:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
+        if isinstance(value, (dict, list)):  # e.g. KAFKA_OPTIONS: JSON, as pydantic-settings reads it
+            value = json.dumps(value)
         lines.append(f"{name.upper()}={value}")
     lines.append(f"LAKEHOUSE_RUN_DIR={settings.run_dir}")
     path.write_text("\n".join(lines) + "\n")
