@@ -24,6 +24,7 @@ from datetime import timedelta
 import psutil
 import psycopg2
 import pytest
+import requests
 
 from lakehouse.batch import load
 from lakehouse.dashboard import iter_panels, load_dashboard
@@ -136,6 +137,9 @@ def test_every_panel_renders_live_and_recovers_from_a_database_outage(dash_stack
     base = dashboard_program.base_url(settings)
     proxy = stack._proxy(settings).supervisor
     proc = psutil.Process(proxy.getProcessInfo("dashboard")["pid"])
+    for path in ("/_dash-layout", "/_dash-dependencies"):  # the running service refuses anonymous requests
+        assert requests.get(base + path, timeout=30).status_code == 401
+    assert requests.post(base + "/_dash-update-component", json={}, timeout=30).status_code == 401
     with sync_playwright() as p:
         browser = _browser(p)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
@@ -236,6 +240,18 @@ def test_a_panel_added_to_a_copy_of_the_json_renders_and_a_failing_one_stays_in_
             assert broken["state"] == "error" and "no_such_table" in broken["text"], broken
             assert {t: s["state"] for t, s in states.items()} == {t: "ok" for t in TITLES}
             page.screenshot(path=str(tmp_path / "dashboard_added_panel.png"), full_page=True)
+
+            # the time picker: "Last 5 minutes" narrows the realtime charts without a page reload
+            page.evaluate("window.__not_reloaded = true")
+            span = lambda: page.evaluate("""() => {
+                const p = [...document.querySelectorAll('.panel')].find(p => p.dataset.title === 'Purchases per minute');
+                const r = p.querySelector('.js-plotly-plot').layout.xaxis.range;
+                return (new Date(r[1].replace(' ', 'T') + 'Z') - new Date(r[0].replace(' ', 'T') + 'Z')) / 1000; }""")
+            assert span() == 3600
+            page.locator("#range").click()
+            page.get_by_text("Last 5 minutes", exact=True).click()
+            wait_for(lambda: span() == 300, 30, "the charts to follow the picked range", every=0.5)
+            assert page.evaluate("window.__not_reloaded") is True
             browser.close()
     finally:
         server.close()
