@@ -154,7 +154,7 @@ def run(core_stack, tmp_path_factory):
             tx.produce(topic, value=v, timestamp=ms(t))
             sent.aborted.append(v)
         tx.abort_transaction(30)
-        wait_for(lambda: len(delta_rows(settings, "events")) >= len(sent.events), 300, "the first records landed")
+        wait_for(lambda: len(delta_rows(settings, "events")) >= len(sent.events), 900, "the first records landed")
         assert all(q.isActive for q in queries), [q.exception() for q in queries]
 
         # one event 23 h ahead of its Kafka timestamp, then on-time events
@@ -200,7 +200,7 @@ def run(core_stack, tmp_path_factory):
         p.close()
         total = len(sent.events) + len(sent.bad)
         wait_for(lambda: len(delta_rows(settings, "events")) + len(delta_rows(settings, "quarantine")) >= total,
-                 300, "every record landed")
+                 900, "every record landed")
         wait_for(lambda: end_offsets(queries[1]) == end_offsets(queries[0]) != {}, 120, "fast aggregation caught up")
         yield settings, sent, queries, run_ids, visible_after_s
     finally:

@@ -62,9 +62,9 @@ def run(core_stack, tmp_path_factory):
     queries = [raw_landing.start(spark, settings), fast_aggregation.start(spark, settings)]
     try:
         send(msgs[:k], settings)
-        wait_for(lambda: all(consumed(q) >= k for q in queries), 180, "the warm-up batch")
+        wait_for(lambda: all(consumed(q) >= k for q in queries), 600, "the warm-up batch")
         send(msgs[k:], settings)
-        wait_for(lambda: all(consumed(q) >= N for q in queries), 300, "all records consumed")
+        wait_for(lambda: all(consumed(q) >= N for q in queries), 900, "all records consumed")
         watermark = fast_aggregation_watermark(queries[1])
         yield settings, msgs, watermark
     finally:
