@@ -35,8 +35,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAG_ID = "lakehouse_bronze_to_gold"
 TODAY = datetime.now(timezone.utc).date()
 # Past dates whose cutoff (D+1 01:00) has passed, inside the broker's 7-day retention,
-# not yesterday (the scheduled run's date).
-D_REST, D_STOPPED, D_MISSED = (TODAY - timedelta(days=n) for n in (2, 3, 4))
+# not yesterday (the scheduled run's date), sent in date order: Kafka timestamps grow
+# with offsets as they do in production (a record with an older timestamp appended
+# after newer ones counts as late data, see lakehouse/batch/completeness.py).
+D_REST, D_STOPPED, D_MISSED = (TODAY - timedelta(days=n) for n in (4, 3, 2))
 N = 3000
 
 
