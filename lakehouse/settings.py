@@ -173,7 +173,10 @@ class Settings(BaseSettings):
     dashboard_enabled: bool = Field(
         True, description="Serve the overview dashboard (the Grafana JSON's panels) under `make up`."
     )
-    dashboard_port: int = Field(8050, description="Port of the overview dashboard on 127.0.0.1.")
+    dashboard_host: str = Field(
+        "127.0.0.1", description="Address the dashboard listens on: loopback; 0.0.0.0 only inside a container."
+    )
+    dashboard_port: int = Field(8050, description="Port of the overview dashboard.")
     dashboard_json: Path = Field(
         REPO_ROOT / "grafana" / "dashboards" / "lakehouse_overview.json",
         description="The Grafana dashboard JSON the embedded dashboard renders (the one definition).",

@@ -114,7 +114,7 @@ def test_every_command_points_at_code_that_exists(name, kind, argv, tmp_path):
     if module == "lakehouse.platform.compose":
         assert args[0] in ("init", "health")
         if args[0] == "health":
-            assert args[1] in ("airflow-api-server", "airflow-scheduler", "stream", *compose.JOB_TYPES)
+            assert args[1] in ("airflow-api-server", "airflow-scheduler", "dashboard", "stream", *compose.JOB_TYPES)
             if args[1] == "stream":
                 assert args[2] == "--query" and args[3]
 

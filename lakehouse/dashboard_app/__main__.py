@@ -1,6 +1,6 @@
 """Serve the overview dashboard: `python -m lakehouse.dashboard_app` (the stack's
 `dashboard` program). waitress, a production WSGI server in pure Python, on
-127.0.0.1:DASHBOARD_PORT; a few threads are plenty for a handful of viewers."""
+DASHBOARD_HOST (127.0.0.1) : DASHBOARD_PORT; a few threads are plenty for a handful of viewers."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ def main() -> None:
         print(f"error: {exc}", flush=True)
         sys.exit(1)
     logging.getLogger("lakehouse.dashboard").info(
-        "serving %s on http://127.0.0.1:%d as %s", settings.dashboard_json, settings.dashboard_port,
+        "serving %s on http://%s:%d as %s", settings.dashboard_json, settings.dashboard_host, settings.dashboard_port,
         settings.pg_reader_user)
-    serve(app.server, host="127.0.0.1", port=settings.dashboard_port, threads=4, ident="lakehouse-dashboard")
+    serve(app.server, host=settings.dashboard_host, port=settings.dashboard_port, threads=4, ident="lakehouse-dashboard")
 
 
 if __name__ == "__main__":

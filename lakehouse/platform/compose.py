@@ -61,7 +61,7 @@ def stream_is_fresh(dsn: str, query_name: str, max_age_s: float) -> bool:
 
 @app.command()
 def health(
-    service: str = typer.Argument(..., help="airflow-api-server, airflow-scheduler, airflow-dag-processor, airflow-triggerer, or stream"),
+    service: str = typer.Argument(..., help="airflow-api-server, airflow-scheduler, airflow-dag-processor, airflow-triggerer, dashboard, or stream"),
     query: str = typer.Option("", help="stream: the streaming query's name in ops.stream_progress"),
     max_age: float = typer.Option(300.0, help="stream: seconds since its last micro-batch"),
 ) -> None:
@@ -72,6 +72,8 @@ def health(
     elif service == "airflow-scheduler":
         # the scheduler's own /health server (AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK)
         ok = _http_ok(f"http://127.0.0.1:{settings.airflow_scheduler_health_port}/health")
+    elif service == "dashboard":
+        ok = _http_ok(f"http://127.0.0.1:{settings.dashboard_port}/login")
     elif service in JOB_TYPES:
         env = {**os.environ, **airflow.environment(settings)}
         res = subprocess.run(
