@@ -19,7 +19,8 @@ Rules, in order (the first that holds is the reason; `<code>` or `<code>:<field>
     empty_message       no value, or zero bytes
     oversize            more than MAX_MESSAGE_BYTES
     undecodable         not UTF-8
-    invalid_json        not JSON (RFC 8259: no NaN, no trailing text)
+    invalid_json        not JSON (RFC 8259: no NaN, no trailing text), or nested
+                        deeper than the decoder's recursion limit (about 1,000 levels)
     not_an_object       JSON, but not an object
     missing_field:<f>   a contract field is absent (fields in contract order)
     wrong_type:<f>      user_id not a JSON integer within int64 (5.0 and "5" are
@@ -119,7 +120,34 @@ class _Event(msgspec.Struct, gc=False):
 
 
 _decode_event = msgspec.json.Decoder(_Event).decode
-_decode_any = msgspec.json.Decoder().decode
+class _JsonNumber(str):
+    """A non-integer JSON number, kept as its text. Numbers outside a float's
+    range (1e999, thousands of digits) are valid JSON, so they must not be a
+    reason (the fast path skips extra fields unparsed and must agree); and no
+    rule reads a fractional number except to say it has the wrong type."""
+
+
+#: Any JSON document (fractional numbers as _JsonNumber, never an error).
+_decode_any = msgspec.json.Decoder(float_hook=_JsonNumber).decode
+
+
+def _decode_big_numbers(text: str):
+    """The rare document msgspec will not build (an integer beyond ~4,300
+    digits): the standard library's parser, with such integers (and every
+    fraction) as _JsonNumber text, so they are no int for the type rules;
+    None if not JSON."""
+    import json
+
+    def reject(constant: str):
+        raise ValueError(constant)  # NaN, Infinity: not RFC 8259
+
+    def integer(digits: str):
+        return int(digits) if len(digits) <= 4000 else _JsonNumber(digits)
+
+    try:
+        return json.loads(text, parse_int=integer, parse_float=_JsonNumber, parse_constant=reject)
+    except (ValueError, RecursionError):
+        return None
 
 #: A valid event's values: event_id, user_id, event_type, page, source, event time (us), payload text.
 Fields = tuple[str, int, str, str, str, int, str]
@@ -177,7 +205,11 @@ def check_message(value: bytes | None, ingest_us: int) -> tuple[str | None, Fiel
         return REASON_UNDECODABLE, None
     try:
         doc = _decode_any(value)
-    except msgspec.DecodeError:
+    except msgspec.ValidationError:  # well-formed, but an integer of thousands of digits
+        doc = _decode_big_numbers(text)
+        if doc is None:
+            return REASON_INVALID_JSON, None
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         return REASON_INVALID_JSON, None
     if not isinstance(doc, dict):
         return REASON_NOT_OBJECT, None
@@ -216,7 +248,7 @@ def _classify(values, reference_us) -> tuple[list, ...]:
             try:
                 e = decode_event(value)
                 payload = value.decode("utf-8")  # msgspec skips over unknown fields unchecked
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 why, fields = check_message(value, ref)
             else:
                 if e.user_id > _INT64_MAX or e.user_id < _INT64_MIN:
