@@ -42,6 +42,10 @@ def spark_session(settings: Settings, app_name: str, **conf: str):
         .appName(app_name)
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.sql.session.timeZone", "UTC")
+        # A local driver listens on loopback only (its RPC and block manager
+        # ports); by default Spark binds the machine's first non-loopback address.
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")

@@ -2,9 +2,8 @@
 broker, Airflow's four components, producer, streams, dashboard when there is
 one) in an isolated run directory:
 
-- (tests/test_exposure_sockets.py, not yet in the suite: the streams'
-  Spark driver binds the machine's address) every socket a process of the
-  stack listens on is bound to loopback, found from the processes' own PIDs;
+- every socket a process of the stack listens on is bound to loopback, found
+  from the processes' own PIDs (the streams' Spark driver included);
 - Airflow's REST API refuses requests without a valid token;
 - no secret appears in any process's arguments, in any log file under the
   run directory, in the Airflow UI's rendered task logs, or in `lakehouse up`
@@ -13,6 +12,7 @@ one) in an isolated run directory:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import stat
@@ -205,3 +205,42 @@ def test_secret_files_stay_mode_600(full_stack, tmp_path):
         assert stat.S_IMODE(env_path.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def _loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.version == 6 and ip.ipv4_mapped:  # a JVM's IPv4 socket: ::ffff:127.0.0.1
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def test_every_listening_socket_is_on_loopback(full_stack):
+    # the streams' Spark driver opens its ports once its session is up: wait for its first batch
+    def streams_progressed():
+        import psycopg2
+
+        with psycopg2.connect(full_stack.pg_dsn("reader")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM ops.stream_progress")
+            return cur.fetchone()[0] > 0
+
+    wait_for(streams_progressed, 300, "the streams' first micro-batch", every=3)
+    listening, exposed = [], []
+    for proc in _stack_processes(full_stack):
+        try:
+            conns = proc.net_connections(kind="inet")
+            name = " ".join(proc.cmdline()[:3])
+        except psutil.NoSuchProcess:
+            continue
+        for c in conns:
+            bound = c.status == psutil.CONN_LISTEN or (c.type == 2 and not c.raddr)  # TCP listen, UDP bound
+            if not bound:
+                continue
+            listening.append((proc.pid, c.laddr))
+            if not _loopback(c.laddr.ip):
+                exposed.append(f"pid {proc.pid} ({name}) on {c.laddr.ip}:{c.laddr.port}")
+    ports = {addr.port for _, addr in listening}
+    assert {full_stack.pg_port, full_stack.airflow_port,
+            int(full_stack.kafka_bootstrap_servers.rsplit(":", 1)[1])} <= ports, listening
+    assert exposed == []
+
+
