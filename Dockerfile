@@ -12,10 +12,16 @@ ENV PYTHONUNBUFFERED=1 \
     PYSPARK_PYTHON=/usr/local/bin/python
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps postgresql-client \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps postgresql-client maven \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
+# JVM artifacts from the one pinned list (jvm/pom.xml), as `make setup` does:
+# Spark's Kafka connector and delta-spark (the broker is its own image here).
+COPY jvm/pom.xml jvm/pom.xml
+RUN mvn -B -C -q -f jvm/pom.xml -P spark dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory=/app/.jvm/spark \
+    && rm -rf /root/.m2
 # Dependencies first: this layer is rebuilt only when the lock changes.
 COPY requirements.lock ./
 RUN pip install -r requirements.lock
