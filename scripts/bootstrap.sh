@@ -45,17 +45,23 @@ VENV_RECIPE=2
 stamp_want=$( (cat requirements.lock pyproject.toml; echo "$VENV_RECIPE") | sha256sum | cut -c1-16)
 stamp_have=$(cat .venv/.lakehouse-stamp 2>/dev/null || true)
 if [ "$stamp_want" != "$stamp_have" ]; then
+  # A .venv left half-made (an interrupted first run) is made again, never used.
+  if [ -e .venv ] && ! .venv/bin/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null; then
+    say "removing an incomplete .venv"; rm -rf .venv
+  fi
   if [ ! -x .venv/bin/python ]; then
     say "creating .venv"
     "$PYTHON" -m venv .venv || die "python -m venv failed; install python3-venv"
   fi
+  # uv installs into this environment only (named as a directory and as the active venv).
+  export VIRTUAL_ENV="$PWD/.venv"
   [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q "uv==$UV_VERSION" || die "could not install uv from PyPI"
   say "installing pinned dependencies from requirements.lock (first run: about a minute, 1.6 GB)"
   # Byte-compiled at install: without .pyc files (uv writes none by default, and
   # PYTHONDONTWRITEBYTECODE is often set) every process compiles its imports
   # again; importing Airflow, PySpark and GE took 12.8 s instead of 5.7 s.
-  .venv/bin/uv pip sync --python .venv/bin/python --compile-bytecode requirements.lock || die "dependency install failed"
-  .venv/bin/uv pip install --python .venv/bin/python -q --no-deps -e . || die "installing the lakehouse package failed"
+  .venv/bin/uv pip sync --python "$VIRTUAL_ENV" --compile-bytecode requirements.lock || die "dependency install failed"
+  .venv/bin/uv pip install --python "$VIRTUAL_ENV" -q --no-deps -e . || die "installing the lakehouse package failed"
   .venv/bin/python scripts/compile_pyspark_zip.py || die "byte-compiling pyspark.zip failed"
   echo "$stamp_want" > .venv/.lakehouse-stamp
   say "environment ready"
