@@ -25,8 +25,8 @@ class Api:
         self.base = f"{airflow.base_url(settings)}/api/v2"
         self.headers = {"Authorization": f"Bearer {token(settings)}"}
 
-    def get(self, path: str, **kw) -> requests.Response:
-        return requests.get(self.base + path, headers=self.headers, timeout=30, **kw)
+    def get(self, path: str, headers: dict | None = None, **kw) -> requests.Response:
+        return requests.get(self.base + path, headers={**self.headers, **(headers or {})}, timeout=30, **kw)
 
     def post(self, path: str, body: dict) -> requests.Response:
         return requests.post(self.base + path, headers=self.headers, json=body, timeout=30)
