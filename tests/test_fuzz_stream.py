@@ -24,7 +24,7 @@ from lakehouse.platform import stack
 from lakehouse.platform.isolated import isolated_settings
 from lakehouse.polling import wait_for
 from tests.fuzz_strategies import message_values
-from tests.test_validation_properties import _known_bug, mutants
+from tests.test_validation_properties import mutants
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -154,7 +154,7 @@ def test_every_fuzzed_record_lands_once_with_its_verdict_and_the_stream_never_re
         got = reasons.get(coord) if coord in reasons else None
         if coord in reasons and not got:
             wrong.append((coord, value[:80] if value else value, "quarantined without a reason"))
-        elif got != want and not _known_bug(got, want, value):
+        elif got != want:
             wrong.append((coord, value[:80] if value else value, got, want))
     assert wrong == []
     assert len(coords) >= 500 and len(q_coords) >= 5_000, (len(coords), len(q_coords))
