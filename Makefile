@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LAKEHOUSE := $(VENV)/bin/lakehouse
 PYTEST_ARGS ?=
 
-.PHONY: help setup up down status logs clean psql test test-quick bench bench-quick chaos lock compose-up compose-down
+.PHONY: help setup up down status logs clean psql test test-quick test-chaos bench bench-quick chaos lock compose-up compose-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,13 +32,17 @@ clean: ## Stop the stack and remove the run directory (all data)
 psql: ## psql on the serving database as the read-only role
 	@$(LAKEHOUSE) psql
 
-test: ## Run the whole suite (sets up first)
+test: ## Run the whole suite (sets up first); the 5-minute chaos run is make test-chaos
 	@scripts/bootstrap.sh --with-browser
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+test-chaos: ## The 5-minute chaos run of tests/test_chaos.py (faults at load; fails on any loss or double)
+	@scripts/bootstrap.sh
+	@$(PY) -m pytest -m chaos $(PYTEST_ARGS)
 
 test-quick: ## Run the suite without the slow end-to-end tests
 	@scripts/bootstrap.sh
-	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not slow and not chaos" $(PYTEST_ARGS)
 
 bench: ## Benchmark on an isolated stack (QUICK=1 = bench-quick; BENCH_ARGS="--events-per-day 10000000"); results in bench-results/
 	@scripts/bootstrap.sh

@@ -138,6 +138,7 @@ def test_gold_against_silver():
 # --- the run ----------------------------------------------------------------------------
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.chaos
 @pytest.mark.timeout(3600)
 def test_five_minute_chaos_run_loses_and_doubles_nothing(tmp_path):
     from lakehouse.chaos.runner import Chaos, Config
