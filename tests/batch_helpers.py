@@ -179,3 +179,24 @@ def assert_gold_matches(settings: Settings, expected) -> None:
             assert abs(g[1] - rate) < 1e-12, (name, g, want[name])
         else:
             assert got[name] == want[name], (name, got[name], want[name])
+
+
+@contextmanager
+def connect_session(url: str):
+    """A Spark Connect client session for a test, stopped afterwards. PySpark
+    marks the whole process as Spark Connect (SPARK_CONNECT_MODE_ENABLED) when
+    such a session starts; the mark is removed again, so later tests in the
+    same pytest process still build classic local sessions."""
+    from pyspark.sql import SparkSession
+
+    saved = {k: os.environ.get(k) for k in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_LOCAL_REMOTE")}
+    spark = SparkSession.builder.remote(url).getOrCreate()
+    try:
+        yield spark
+    finally:
+        spark.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -112,16 +112,13 @@ def test_a_day_larger_than_the_drivers_result_limit_succeeds(batch, day1):
     """Silver of this day is many times spark.driver.maxResultSize: it would
     fail if collected to the driver (checked on the same server), and the
     DAG, which writes on the executors, succeeds."""
-    from pyspark.sql import SparkSession
+    from tests.batch_helpers import connect_session
 
     expected = testdata.write_bronze_day(batch, BIG, 60_000, seed=3)
-    spark = SparkSession.builder.remote(spark_connect.url(batch)).getOrCreate()
-    try:
+    with connect_session(spark_connect.url(batch)) as spark:
         bronze = spark.read.format("delta").load(catalog.BRONZE_EVENTS.path(batch)).where(f"event_date = '{BIG}'")
         with pytest.raises(Exception, match="maxResultSize"):
             bronze.toArrow()  # what the old job did with the day: refused
-    finally:
-        spark.stop()
     proc = dags_test(batch, BIG)
     assert run_state(proc) == "success", proc.stdout[-4000:] + proc.stderr[-4000:]
     assert_gold_matches(batch, expected)

@@ -54,22 +54,18 @@ def test_spark_default_is_the_stacks_spark_connect_server_with_delta(airflow_sta
     """The DAG's Spark tasks get their session from `spark_default`: a Spark
     Connect connection to the stack's server (127.0.0.1 only), which has
     delta-spark; a client session there starts no JVM of its own."""
-    from pyspark.sql import SparkSession
-
     from lakehouse.platform import airflow, spark_connect
+    from tests.batch_helpers import connect_session
 
     conn = json.loads(airflow.environment(airflow_stack)["AIRFLOW_CONN_SPARK_DEFAULT"])
     assert conn == {"conn_type": "spark_connect", "host": "127.0.0.1", "port": airflow_stack.spark_connect_port}
-    spark = SparkSession.builder.remote(spark_connect.url(airflow_stack)).getOrCreate()
-    try:
+    with connect_session(spark_connect.url(airflow_stack)) as spark:
         path = str(tmp_path / "t")
         spark.range(5).selectExpr("id", "DATE'2026-11-20' AS event_date").write.format("delta") \
             .partitionBy("event_date").save(path)
         spark.range(3).selectExpr("id", "DATE'2026-11-20' AS event_date").write.format("delta") \
             .mode("overwrite").option("replaceWhere", "event_date = DATE'2026-11-20'").save(path)
         assert spark.read.format("delta").load(path).count() == 3
-    finally:
-        spark.stop()
 
 
 def test_the_scheduler_preloads_what_tasks_import():
