@@ -154,7 +154,7 @@ def test_no_secret_in_rendered_task_logs_or_any_log_file(full_stack):
         if not ti.get("try_number"):
             continue
         log = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{ti['try_number']}",
-                      params={"full_content": "true"}, headers={"Accept": "text/plain"})
+                      params={"full_content": "true"}, headers={"Accept": "application/json"})
         assert log.status_code == 200, log.text
         rendered += 1
         found += [f"{name} in the rendered log of {ti['task_id']}" for name in _leaks(log.text, values)]
