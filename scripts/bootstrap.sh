@@ -60,8 +60,11 @@ if [ "$stamp_want" != "$stamp_have" ]; then
   # Byte-compiled at install: without .pyc files (uv writes none by default, and
   # PYTHONDONTWRITEBYTECODE is often set) every process compiles its imports
   # again; importing Airflow, PySpark and GE took 12.8 s instead of 5.7 s.
-  .venv/bin/uv pip sync --python "$VIRTUAL_ENV" --compile-bytecode requirements.lock || die "dependency install failed"
-  .venv/bin/uv pip install --python "$VIRTUAL_ENV" -q --no-deps -e . || die "installing the lakehouse package failed"
+  # From uv's cache when it holds every pinned package (no network after the first setup).
+  .venv/bin/uv pip sync --python "$VIRTUAL_ENV" --compile-bytecode --offline -q requirements.lock 2>/dev/null \
+    || .venv/bin/uv pip sync --python "$VIRTUAL_ENV" --compile-bytecode requirements.lock || die "dependency install failed"
+  .venv/bin/uv pip install --python "$VIRTUAL_ENV" -q --no-deps --offline -e . 2>/dev/null \
+    || .venv/bin/uv pip install --python "$VIRTUAL_ENV" -q --no-deps -e . || die "installing the lakehouse package failed"
   .venv/bin/python scripts/compile_pyspark_zip.py || die "byte-compiling pyspark.zip failed"
   echo "$stamp_want" > .venv/.lakehouse-stamp
   say "environment ready"
