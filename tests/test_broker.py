@@ -226,7 +226,7 @@ def test_external_broker_gets_the_topic(own_stack, tmp_path):
 
 # --- clients and codecs -------------------------------------------------------------------
 def test_librdkafka_produces_with_every_codec_and_consumes(own_stack):
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka import Producer
 
     topic = fresh_topic(own_stack, "rdkafka", partitions=1)
     sent = []
@@ -240,25 +240,31 @@ def test_librdkafka_produces_with_every_codec_and_consumes(own_stack):
                              on_delivery=lambda err, msg: err and errors.append(err))
             sent.append(value)
         assert producer.flush(30) == 0 and not errors, errors
-    consumer = Consumer({"bootstrap.servers": own_stack.kafka_bootstrap_servers, "group.id": f"g-{uuid.uuid4().hex}",
+    assert _librdkafka_read(own_stack, topic, len(sent)) == sent
+    # and kafka-python reads what librdkafka compressed, every codec
+    assert [r.value for r in read_topic(own_stack, topic, len(sent))] == sent
+
+
+def _librdkafka_read(settings, topic: str, expected: int) -> list[bytes]:
+    """Partition 0 of `topic` from the start, read by librdkafka (confluent-kafka),
+    waiting up to a minute for `expected` values."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"g-{uuid.uuid4().hex}",
                          "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
         got = []
         for _ in range(120):
             got += [m.value() for m in consumer.consume(500, timeout=0.5) if not m.error()]
-            if len(got) >= len(sent):
+            if len(got) >= expected:
                 break
+        return got
     finally:
         consumer.close()
-    assert got == sent
-    # and kafka-python reads what librdkafka compressed, every codec
-    assert [r.value for r in read_topic(own_stack, topic, len(sent))] == sent
 
 
 def test_kafka_python_produces_with_every_codec_and_librdkafka_reads_it(own_stack):
-    from confluent_kafka import Consumer, TopicPartition
-
     topic = fresh_topic(own_stack, "kpy", partitions=1)
     sent = []
     for codec in CODECS:
@@ -268,17 +274,7 @@ def test_kafka_python_produces_with_every_codec_and_librdkafka_reads_it(own_stac
             producer.send(topic, value=sent[-1], partition=0)
         producer.flush()
         producer.close()
-    consumer = Consumer({"bootstrap.servers": own_stack.kafka_bootstrap_servers, "group.id": f"g-{uuid.uuid4().hex}"})
-    try:
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        got = []
-        for _ in range(120):
-            got += [m.value() for m in consumer.consume(500, timeout=0.5) if not m.error()]
-            if len(got) >= len(sent):
-                break
-    finally:
-        consumer.close()
-    assert got == sent
+    assert _librdkafka_read(own_stack, topic, len(sent)) == sent
 
 
 def test_kcat_produces_and_consumes(own_stack):
