@@ -125,8 +125,11 @@ def test_the_sections_the_issue_asks_for_are_there():
 
 
 # --- every panel against the real database (integration) ----------------------------------
-NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-TODAY = NOW.date()
+def current_minute() -> datetime:
+    return datetime.now(timezone.utc).replace(second=0, microsecond=0)
+
+
+TODAY = current_minute().date()
 GOLD_DAYS = [TODAY - timedelta(days=n) for n in (3, 2, 1)]  # latest gold date = yesterday
 DAU = {GOLD_DAYS[0]: 90, GOLD_DAYS[1]: 100, GOLD_DAYS[2]: 120}
 PURCHASERS = {GOLD_DAYS[0]: 9, GOLD_DAYS[1]: 12, GOLD_DAYS[2]: 18}
@@ -135,11 +138,14 @@ EVENTS_PER_SOURCE = {d: {s: 300 * (i + 1) + 10 * k for k, s in enumerate(SOURCES
 STREAMS = ("raw-landing", "fast-aggregation")  # the streams' Spark query names
 
 
-def fill_realtime(dsn: str) -> None:
-    """Speed-layer rows through the fast aggregation's own writer
-    (lakehouse.realtime: window counts -> table rows -> one upsert transaction)."""
+def fill_realtime(dsn: str, now: datetime | None = None) -> datetime:
+    """Speed-layer rows of the 30 minutes before `now` (default: the current
+    minute, taken when called, not when the module was imported) through the
+    fast aggregation's own writer (lakehouse.realtime: window counts -> table
+    rows -> one upsert transaction). Returns `now`."""
+    now = now or current_minute()
     windows = []
-    for i, w in enumerate(NOW - timedelta(minutes=m) for m in range(30, 0, -1)):
+    for i, w in enumerate(now - timedelta(minutes=m) for m in range(30, 0, -1)):
         logins = {src: 5 + k + i % 3 for k, src in enumerate(SOURCES)}
         counts = {et: 50 + i + 7 * k for k, et in enumerate(EVENT_TYPES)}
         counts["login"], counts["purchase"] = sum(logins.values()), 3 + i % 4
@@ -148,6 +154,7 @@ def fill_realtime(dsn: str) -> None:
         row.update({realtime._login_col(src): n for src, n in logins.items()})
         windows.append(row)
     realtime.upsert_with_retry(dsn, realtime.table_rows(windows), give_up_after_s=10)
+    return now
 
 
 def fill_stream_progress(dsn: str) -> None:
@@ -206,15 +213,30 @@ def fill_gold_and_ops(connect) -> None:
 @pytest.fixture(scope="module")
 def serving(core_stack):
     """The serving schema in a database of its own on the session's cluster,
-    so the rows below neither disturb nor depend on other tests' rows."""
+    so the rows below neither disturb nor depend on other tests' rows. Dropped
+    afterwards: apply_schema grants the roles CONNECT on it, and
+    tests/test_privileges.py checks they can open no database but the
+    session's serving one."""
     settings = core_stack.model_copy(update={"pg_database": "lakehouse_dashboard_test"})
     postgres.apply_schema(settings)  # same roles, grants and sql/ files as `make up`
-    return settings
+    yield settings
+    conn = psycopg2.connect(core_stack.pg_dsn("superuser", "postgres"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE "{settings.pg_database}" WITH (FORCE)')
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="module")
-def reader(serving):
-    fill_realtime(serving.pg_dsn("writer"))
+def realtime_now(serving) -> datetime:
+    """The minute the speed-layer rows end at."""
+    return fill_realtime(serving.pg_dsn("writer"))
+
+
+@pytest.fixture(scope="module")
+def reader(serving, realtime_now):
     fill_stream_progress(serving.pg_dsn("writer"))
     fill_gold_and_ops(lambda: psycopg2.connect(serving.pg_dsn("writer")))
     conn = psycopg2.connect(serving.pg_dsn("reader"))
@@ -223,11 +245,11 @@ def reader(serving):
     conn.close()
 
 
-def run_panel(conn, query) -> tuple[list[str], list[tuple]]:
+def run_panel(conn, query, now: datetime | None = None) -> tuple[list[str], list[tuple]]:
     with conn.cursor() as cur:
         # As Grafana: the range ends now, at second precision; +1 s so rows
         # written within the last second are inside it.
-        cur.execute(query.sql(datetime.now(timezone.utc) + timedelta(seconds=1), DASHBOARD))
+        cur.execute(query.sql((now or datetime.now(timezone.utc)) + timedelta(seconds=1), DASHBOARD))
         return [d.name for d in cur.description], cur.fetchall()
 
 
@@ -286,13 +308,13 @@ def test_top_row_shows_the_latest_gold_date_and_the_change_from_the_day_before(r
 
 
 @pytest.mark.integration
-def test_realtime_panels_follow_the_time_range(reader):
+def test_realtime_panels_follow_the_time_range(reader, realtime_now):
     q = _panel("Purchases per minute")
     with reader.cursor() as cur:
-        cur.execute(expand_macros(q.target["rawSql"], NOW - timedelta(minutes=10), NOW))
+        cur.execute(expand_macros(q.target["rawSql"], realtime_now - timedelta(minutes=10), realtime_now))
         last_ten = cur.fetchall()
     assert 9 <= len(last_ten) <= 11  # one row per minute in the range, not the whole table
-    assert len(run_panel(reader, q)[1]) == 30
+    assert len(run_panel(reader, q, now=realtime_now)[1]) == 30  # the panel's default hour holds all 30
 
 
 @pytest.mark.integration

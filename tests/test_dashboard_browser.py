@@ -35,7 +35,7 @@ from tests.conftest import free_port, make_settings
 from tests.test_dashboard import (
     EVENTS_PER_SOURCE,
     GOLD_DAYS,
-    NOW,
+    current_minute,
     fill_gold_and_ops,
     fill_realtime,
     fill_stream_progress,
@@ -58,7 +58,6 @@ def dash_stack(tmp_path_factory):
     try:
         stack.up(settings, groups=("core", "dashboard"))
         writer = settings.pg_dsn("writer")
-        fill_realtime(writer)
         fill_stream_progress(writer)
         connect = lambda: psycopg2.connect(writer)  # noqa: E731
         fill_gold_and_ops(connect)
@@ -130,7 +129,15 @@ def _purchases_sum(page) -> float:
         return g.data.reduce((n, t) => n + t.y.reduce((a, b) => a + (b || 0), 0), 0); }""")
 
 
-def test_every_panel_renders_live_and_recovers_from_a_database_outage(dash_stack, tmp_path):
+@pytest.fixture
+def realtime_now(dash_stack):
+    """The speed layer's last 30 minutes, ending at the current minute (rows
+    written when the test starts, so an earlier slow test cannot age them out
+    of a panel's range). Returns the minute they end at."""
+    return fill_realtime(dash_stack.pg_dsn("writer"), current_minute())
+
+
+def test_every_panel_renders_live_and_recovers_from_a_database_outage(dash_stack, realtime_now, tmp_path):
     from playwright.sync_api import sync_playwright
 
     settings = dash_stack
@@ -159,7 +166,7 @@ def test_every_panel_renders_live_and_recovers_from_a_database_outage(dash_stack
         before_cell, before_sum = _realtime_today(page), _purchases_sum(page)
         updated = page.locator("#updated").inner_text()
         with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
-            minute = NOW - timedelta(minutes=1)
+            minute = realtime_now - timedelta(minutes=1)
             cur.execute("UPDATE realtime.purchases_per_minute SET purchase_count = purchase_count + 500 "
                         "WHERE window_start = %s", (minute,))
             assert cur.rowcount == 1
@@ -195,7 +202,8 @@ def test_every_panel_renders_live_and_recovers_from_a_database_outage(dash_stack
         browser.close()
 
 
-def test_a_panel_added_to_a_copy_of_the_json_renders_and_a_failing_one_stays_in_its_panel(dash_stack, tmp_path):
+def test_a_panel_added_to_a_copy_of_the_json_renders_and_a_failing_one_stays_in_its_panel(dash_stack, realtime_now,
+                                                                                          tmp_path):
     """The dashboard app on a copy of the JSON (in this process, same database):
     one panel added, one whose SQL fails; the added one renders with data, the
     failing one shows PostgreSQL's error, every other panel its data."""
@@ -245,7 +253,9 @@ def test_a_panel_added_to_a_copy_of_the_json_renders_and_a_failing_one_stays_in_
             page.evaluate("window.__not_reloaded = true")
             span = lambda: page.evaluate("""() => {
                 const p = [...document.querySelectorAll('.panel')].find(p => p.dataset.title === 'Purchases per minute');
-                const r = p.querySelector('.js-plotly-plot').layout.xaxis.range;
+                const g = p.querySelector('.js-plotly-plot');  // none while the panel reloads or has no rows
+                if (!g || !g.layout) return null;
+                const r = g.layout.xaxis.range;
                 return (new Date(r[1].replace(' ', 'T') + 'Z') - new Date(r[0].replace(' ', 'T') + 'Z')) / 1000; }""")
             assert span() == 3600
             page.locator("#range").click()
