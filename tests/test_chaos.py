@@ -103,13 +103,17 @@ def test_realtime_is_exact_for_on_time_windows_and_bounded_for_late_ones():
 
 
 def test_realtime_exact_replays_the_watermark_batch_by_batch():
+    """Late rows are filtered with the previous batch's watermark (Spark's
+    eventTimeWatermarkForLateEvents), not with the batch's own."""
     m = timedelta(minutes=1)
     ts = pa.timestamp("us", tz="UTC")
     rows = [  # event_id, type, event time, partition, offset
         ("a", "click", T0 + 5 * m, 0, 0), ("b", "click", T0 + 9 * m, 0, 1),  # batch 0: watermark 0
-        ("c", "click", T0 + 2 * m, 0, 2),  # batch 1 (watermark T0+7m): late, dropped
-        ("d", "click", T0 + 8 * m, 1, 0),  # batch 1: after the watermark, counted
+        ("c", "click", T0 + 2 * m, 0, 2),  # batch 1 runs with T0+7m, filters with batch 0's 0: counted
+        ("d", "click", T0 + 8 * m, 1, 0),  # batch 1: counted
         ("b", "click", T0 + 9 * m, 1, 1),  # batch 1: b resent, counted once
+        ("e", "click", T0 + 3 * m, 0, 3),  # batch 2 filters with batch 1's T0+7m: late, dropped
+        ("f", "click", T0 + 7 * m, 1, 2),  # batch 2: at the watermark, dropped
     ]
     events = pa.table({
         "event_id": [r[0] for r in rows], "event_type": [r[1] for r in rows], "source": ["web"] * len(rows),
@@ -117,10 +121,10 @@ def test_realtime_exact_replays_the_watermark_batch_by_batch():
         "kafka_partition": pa.array([r[3] for r in rows], pa.int32()), "kafka_offset": [r[4] for r in rows],
     })
     wm1 = int((T0 + 7 * m).timestamp() * 1000)
-    batches = [({0: 2, 1: 0}, 0), ({0: 3, 1: 2}, wm1), ({0: 3, 1: 2}, wm1)]
+    batches = [({0: 2, 1: 0}, 0), ({0: 3, 1: 2}, wm1), ({0: 4, 1: 3}, wm1)]
     exact = checks.realtime_exact(events, batches, {0: 0, 1: 0}, future_skew_s=300)
     assert exact["events_per_minute"] == {(T0 + 5 * m, "click"): (1, 1), (T0 + 9 * m, "click"): (1, 1),
-                                          (T0 + 8 * m, "click"): (1, 1)}
+                                          (T0 + 8 * m, "click"): (1, 1), (T0 + 2 * m, "click"): (1, 1)}
     assert checks.realtime_exact(events, batches[:1], {0: 0, 1: 0}, 300) is None  # offset log cut short
 
 

@@ -115,9 +115,13 @@ def realtime_exact(events: pa.Table, batches: list[tuple[dict[int, int], int]], 
     whole: `batches` = [(end offsets {partition: next offset}, watermark in
     ms the batch ran with)] in batch order, `first` the topic's first
     offsets. An event counts iff the future-skew rule lets it in and its
-    event time is after its batch's watermark (Spark drops rows at or before
-    it, in the de-duplication and the window aggregation alike); a resent
-    event_id counts once. Same shape as realtime_bounds (low == high), or
+    event time is after the watermark of the batch BEFORE its own (batch 0:
+    its own). Spark filters late rows with the previous batch's watermark
+    and evicts state with the current one (IncrementalExecution's
+    eventTimeWatermarkForLateEvents / ForEviction, since Spark 3.4, with
+    spark.sql.streaming.statefulOperator.allowMultiple on, the default), in
+    the de-duplication and the window aggregation alike; rows at or before
+    it are dropped. A resent event_id counts once. Same shape as realtime_bounds (low == high), or
     None when an event lies outside the batches."""
     import bisect
 
@@ -144,8 +148,8 @@ def realtime_exact(events: pa.Table, batches: list[tuple[dict[int, int], int]], 
         if k is not None and e > k + future_us:
             continue
         max_ts = e if max_ts is None or e > max_ts else max_ts
-        if e <= marks[i]:
-            continue  # late: dropped by the watermark
+        if e <= marks[max(i - 1, 0)]:
+            continue  # late: dropped by the previous batch's watermark
         w = _minute(e)
         counted["events_per_minute"][(w, etype)].add(eid)
         if etype == "login":
