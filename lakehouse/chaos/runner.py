@@ -347,6 +347,11 @@ class Chaos:
         self.report = Report(cfg)
         self.lock = threading.Lock()
         self.dag_run_during: str | None = None
+        # Yesterday at the start, fixed for the run: a run that crosses midnight
+        # must not switch the DAG run during the faults to a date the
+        # completeness sensor holds (the new yesterday) while the second
+        # producer still sends the old one.
+        self.backfill_date = date.fromordinal(datetime.now(timezone.utc).date().toordinal() - 1)
 
     # each fault runs in a thread of its own, started at its time
     def _do(self, fault: Fault, outcome: Outcome) -> None:
@@ -521,10 +526,6 @@ class Chaos:
              "--late-fraction", "0", "--malformed-fraction", "0.01", "--bootstrap-servers",
              s.kafka_bootstrap_servers, "--topic", s.kafka_topic],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LAKEHOUSE_RUN_DIR": str(s.run_dir)})
-
-    @property
-    def backfill_date(self) -> date:
-        return date.fromordinal(datetime.now(timezone.utc).date().toordinal() - 1)
 
     def _realtime(self, events: pa.Table, first: dict[int, int]) -> checks.Verdict:
         s = self.settings
