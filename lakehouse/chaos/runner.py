@@ -347,11 +347,13 @@ class Chaos:
         self.report = Report(cfg)
         self.lock = threading.Lock()
         self.dag_run_during: str | None = None
-        # Yesterday at the start, fixed for the run: a run that crosses midnight
-        # must not switch the DAG run during the faults to a date the
-        # completeness sensor holds (the new yesterday) while the second
-        # producer still sends the old one.
-        self.backfill_date = date.fromordinal(datetime.now(timezone.utc).date().toordinal() - 1)
+        # The second producer's date: the newest date the DAG's completeness
+        # sensor lets run now (its cutoff, D+1 00:00 + the allowed lateness,
+        # has passed): yesterday, or the day before between midnight and
+        # 01:00. Fixed when the run starts, so a run that crosses midnight
+        # keeps it.
+        lateness = timedelta(minutes=self.settings.batch_allowed_lateness_minutes)
+        self.backfill_date = (datetime.now(timezone.utc) - lateness).date() - timedelta(days=1)
 
     # each fault runs in a thread of its own, started at its time
     def _do(self, fault: Fault, outcome: Outcome) -> None:
@@ -511,8 +513,8 @@ class Chaos:
 
     def _start_backfill(self, window: float) -> subprocess.Popen:
         """A second producer, outside the stack, for the whole fault window:
-        events of yesterday (a date the DAG's completeness sensor lets run
-        now; today's is complete only after midnight + the allowed
+        events of `backfill_date` (a date the DAG's completeness sensor lets
+        run now; today's is complete only after midnight + the allowed
         lateness), so the DAG run during the faults and the final one work
         on real data that came through the stream."""
         import sys
