@@ -36,7 +36,7 @@ test: ## Run the whole suite (sets up first); the 5-minute chaos run is make tes
 	@scripts/bootstrap.sh --with-browser
 	@$(PY) -m pytest -m "not chaos" --durations=25 $(PYTEST_ARGS)
 
-test-chaos: ## The 5-minute chaos run of tests/test_chaos.py (faults at load; fails on any loss or double)
+test-chaos: ## The 5-minute chaos run of tests/test_chaos.py (faults at load, ~15 min; fails on any loss or double)
 	@scripts/bootstrap.sh
 	@$(PY) -m pytest -m chaos $(PYTEST_ARGS)
 
