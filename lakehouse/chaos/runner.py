@@ -347,13 +347,14 @@ class Chaos:
         self.report = Report(cfg)
         self.lock = threading.Lock()
         self.dag_run_during: str | None = None
-        # The second producer's date: the newest date the DAG's completeness
-        # sensor lets run now (its cutoff, D+1 00:00 + the allowed lateness,
-        # has passed): yesterday, or the day before between midnight and
-        # 01:00. Fixed when the run starts, so a run that crosses midnight
-        # keeps it.
-        lateness = timedelta(minutes=self.settings.batch_allowed_lateness_minutes)
-        self.backfill_date = (datetime.now(timezone.utc) - lateness).date() - timedelta(days=1)
+        # The second producer's date: the newest date before today that the
+        # DAG's completeness sensor lets run now (`complete`: its cutoff has
+        # passed), i.e. yesterday, or the day before between midnight and
+        # midnight + the allowed lateness. Fixed when the run starts, so a run
+        # that crosses midnight keeps it.
+        self.backfill_date = datetime.now(timezone.utc).date() - timedelta(days=1)
+        while not complete(self.settings, self.backfill_date):
+            self.backfill_date -= timedelta(days=1)
 
     # each fault runs in a thread of its own, started at its time
     def _do(self, fault: Fault, outcome: Outcome) -> None:
