@@ -35,7 +35,6 @@ from tests.conftest import free_port, make_settings
 from tests.test_dashboard import (
     EVENTS_PER_SOURCE,
     GOLD_DAYS,
-    current_minute,
     fill_gold_and_ops,
     fill_realtime,
     fill_stream_progress,
@@ -134,7 +133,7 @@ def realtime_now(dash_stack):
     """The speed layer's last 30 minutes, ending at the current minute (rows
     written when the test starts, so an earlier slow test cannot age them out
     of a panel's range). Returns the minute they end at."""
-    return fill_realtime(dash_stack.pg_dsn("writer"), current_minute())
+    return fill_realtime(dash_stack.pg_dsn("writer"))
 
 
 def test_every_panel_renders_live_and_recovers_from_a_database_outage(dash_stack, realtime_now, tmp_path):

@@ -121,8 +121,9 @@ def realtime_exact(events: pa.Table, batches: list[tuple[dict[int, int], int]], 
     eventTimeWatermarkForLateEvents / ForEviction, since Spark 3.4, with
     spark.sql.streaming.statefulOperator.allowMultiple on, the default), in
     the de-duplication and the window aggregation alike; rows at or before
-    it are dropped. A resent event_id counts once. Same shape as realtime_bounds (low == high), or
-    None when an event lies outside the batches."""
+    it are dropped. A resent event_id counts once. Same shape as
+    realtime_bounds (low == high), or None when an event lies outside the
+    batches."""
     import bisect
 
     ends: dict[int, list[int]] = defaultdict(list)
