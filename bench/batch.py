@@ -153,8 +153,7 @@ def floor_once(settings: Settings, day: date, out: Path, log_file: Path) -> dict
 
 #: The DAG's tasks; a run is only timed as a success when all of them succeeded.
 EXPECTED_TASKS = (
-    "wait_for_complete_date", "bronze_to_silver", "validate_silver", "silver_to_gold_dau", "silver_to_gold_conversion",
-    "silver_to_gold_events_source", "silver_to_gold_purchases_page", "gold_to_postgres",
+    "wait_for_complete_date", "bronze_to_silver", "validate_silver", "silver_to_gold", "gold_to_postgres",
 )
 
 

@@ -16,7 +16,8 @@ exactly that date, so re-running a date (late data, a fix) is always safe.
    expectation fails the run here, naming the expectation and its counts, and
    nothing downstream runs. Results: `ops.data_quality` and
    `<run dir>/data_quality/` (JSON, Data Docs).
-3. **silver_to_gold_*** (Spark, in parallel) compute the four gold tables.
+3. **silver_to_gold** (Spark) replaces the date in the four gold tables
+   (one model per table, `lakehouse/batch/gold/`), reading silver once.
 4. **gold_to_postgres** replaces the date's rows of all four `gold.*` tables
    and records the run in `ops.batch_runs` (bronze rows and stream position
    it saw) in ONE transaction; a value PostgreSQL rejects fails the run at
@@ -186,15 +187,16 @@ def lakehouse_bronze_to_gold():
         except QualityGateError as exc:
             raise AirflowFailException(str(exc)) from None
 
-    def gold_task(task_id: str, table: str, doc: str):
-        @spark_task(task_id=task_id, doc_md=doc)
-        def silver_to_gold(spark=None):
-            from lakehouse.batch import jobs
+    @spark_task()
+    def silver_to_gold(spark=None):
+        """Replace the date in the four gold Delta tables (`gold/<table>`, one
+        model per table in `lakehouse/batch/gold/`) from one read of the date's
+        silver: daily_active_users, conversion_rate_daily,
+        events_per_source_daily, purchases_per_page_daily."""
+        from lakehouse.batch import jobs
 
-            settings, event_date, _ = _run()
-            return jobs.silver_to_gold(spark, settings, table, event_date)
-
-        return silver_to_gold()
+        settings, event_date, _ = _run()
+        return jobs.silver_to_gold(spark, settings, event_date)
 
     @spark_task()
     def gold_to_postgres(silver_stats: dict, position: dict | None, spark=None):
@@ -216,16 +218,7 @@ def lakehouse_bronze_to_gold():
     position = wait_for_complete_date()
     silver = bronze_to_silver()
     gate = validate_silver()
-    gold = [
-        gold_task("silver_to_gold_dau", "daily_active_users",
-                  "Gold `daily_active_users`: distinct users with at least one silver event that day."),
-        gold_task("silver_to_gold_conversion", "conversion_rate_daily",
-                  "Gold `conversion_rate_daily`: distinct purchasing users / DAU, purchase events, DAU."),
-        gold_task("silver_to_gold_events_source", "events_per_source_daily",
-                  "Gold `events_per_source_daily`: silver events per source."),
-        gold_task("silver_to_gold_purchases_page", "purchases_per_page_daily",
-                  "Gold `purchases_per_page_daily`: purchase events per page."),
-    ]
+    gold = silver_to_gold()
     load = gold_to_postgres(silver, position)
 
     position >> silver >> gate >> gold >> load
