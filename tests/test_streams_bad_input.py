@@ -32,7 +32,12 @@ from tests.streams_helpers import delta_rows, realtime_rows, stream_settings, wa
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-T0 = datetime(2026, 11, 19, 6, 0, tzinfo=timezone.utc)  # hours apart from the other stream tests
+#: Three days ago, 06:00 UTC: days apart from the other stream tests (they share
+#: the realtime tables). The records carry these times as their Kafka timestamps,
+#: so T0 must stay well inside the broker's 7-day retention, which deletes
+#: records by timestamp: a fixed date here aged out a week after it was written,
+#: and the broker then deleted the topic's first records before Spark read them.
+T0 = datetime.now(timezone.utc).replace(hour=6, minute=0, second=0, microsecond=0) - timedelta(days=3)
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 MB = 1_000_000
 
@@ -71,6 +76,15 @@ def confluent(settings, **conf) -> ConfluentProducer:
 
 def flush(producer: ConfluentProducer) -> None:
     assert producer.flush(30) == 0
+
+
+def running(queries) -> bool:
+    """True while both queries run; raises with a query's error as soon as one
+    has stopped (instead of waiting out a timeout for records that never come)."""
+    for q in queries:
+        if not q.isActive or q.exception() is not None:
+            raise AssertionError(f"query {q.name} stopped: {q.exception()}")
+    return True
 
 
 def latest_progress(query) -> dict:
@@ -153,8 +167,13 @@ def run(core_stack, tmp_path_factory):
             e, v = sent.event(t)
             tx.produce(topic, value=v, timestamp=ms(t))
             sent.aborted.append(v)
+        # delivered (in the log) before the abort; this also keeps librdkafka from
+        # ending the transaction while partitions are still being added to it,
+        # which the broker may refuse with INVALID_TXN_STATE (librdkafka#4849)
+        flush(tx)
         tx.abort_transaction(30)
-        wait_for(lambda: len(delta_rows(settings, "events")) >= len(sent.events), 900, "the first records landed")
+        wait_for(lambda: running(queries) and len(delta_rows(settings, "events")) >= len(sent.events), 900,
+                 "the first records landed")
         assert all(q.isActive for q in queries), [q.exception() for q in queries]
 
         # one event 23 h ahead of its Kafka timestamp, then on-time events
@@ -164,7 +183,8 @@ def run(core_stack, tmp_path_factory):
         p.send(topic, value=v, timestamp_ms=ms(t))
         sent.events.append(future)
         p.flush(30)
-        wait_for(lambda: len(delta_rows(settings, "events")) >= len(sent.events), 120, "the future event landed")
+        wait_for(lambda: running(queries) and len(delta_rows(settings, "events")) >= len(sent.events), 120,
+                 "the future event landed")
         after = []
         for _ in range(20):
             t += timedelta(seconds=3)
@@ -199,7 +219,8 @@ def run(core_stack, tmp_path_factory):
         p.flush(30)
         p.close()
         total = len(sent.events) + len(sent.bad)
-        wait_for(lambda: len(delta_rows(settings, "events")) + len(delta_rows(settings, "quarantine")) >= total,
+        wait_for(lambda: running(queries)
+                 and len(delta_rows(settings, "events")) + len(delta_rows(settings, "quarantine")) >= total,
                  900, "every record landed")
         wait_for(lambda: end_offsets(queries[1]) == end_offsets(queries[0]) != {}, 120, "fast aggregation caught up")
         yield settings, sent, queries, run_ids, visible_after_s
@@ -252,7 +273,7 @@ def test_realtime_equals_independent_counts(run):
             want["logins_per_source"][(w, e["source"])] += 1
         if e["event_type"] == "purchase":
             want["purchases_per_minute"][(w,)] += 1
-    day = (T0, T0 + timedelta(days=2))
+    day = (T0, T0 + timedelta(hours=20))  # every on-time event; no other test's windows
     got = {t: Counter({k: v for k, v in c.items() if day[0] <= k[0] < day[1]})
            for t, c in realtime_rows(settings).items()}
     assert got == want
