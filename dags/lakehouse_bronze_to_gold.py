@@ -17,7 +17,7 @@ exactly that date, so re-running a date (late data, a fix) is always safe.
    nothing downstream runs. Results: `ops.data_quality` and
    `<run dir>/data_quality/` (JSON, Data Docs).
 3. **silver_to_gold** (Spark) replaces the date in the four gold tables
-   (one model per table, `lakehouse/batch/gold/`), reading silver once.
+   (one model per table, `lakehouse/batch/gold/`).
 4. **gold_to_postgres** replaces the date's rows of all four `gold.*` tables
    and records the run in `ops.batch_runs` (bronze rows and stream position
    it saw) in ONE transaction; a value PostgreSQL rejects fails the run at
@@ -190,8 +190,8 @@ def lakehouse_bronze_to_gold():
     @spark_task()
     def silver_to_gold(spark=None):
         """Replace the date in the four gold Delta tables (`gold/<table>`, one
-        model per table in `lakehouse/batch/gold/`) from one read of the date's
-        silver: daily_active_users, conversion_rate_daily,
+        model per table in `lakehouse/batch/gold/`) from the date's silver:
+        daily_active_users, conversion_rate_daily,
         events_per_source_daily, purchases_per_page_daily."""
         from lakehouse.batch import jobs
 

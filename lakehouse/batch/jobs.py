@@ -93,19 +93,15 @@ def validate_silver(settings: Settings, event_date: date, run_id: str, connect: 
 
 def silver_to_gold(spark, settings: Settings, event_date: date) -> dict[str, int]:
     """Replace every gold table's event_date (gold/<name>, one model per
-    table: lakehouse.batch.gold) from one read of the date's silver, kept on
-    the executors while the four small aggregates are written; returns each
-    table's row count."""
+    table: lakehouse.batch.gold) from the date's silver; returns each table's
+    row count. Each model reads only the silver columns it needs (Parquet),
+    which measured faster than caching the day for the four of them."""
     events = delta_io.read_date(spark, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
-    events = events.persist()
-    try:
-        rows = {}
-        for name, model in MODELS.items():
-            table = catalog.GOLD[name]
-            delta_io.replace_date(model.transform(events), table, table.path(settings), event_date)
-            rows[name] = delta_io.count_date(spark, table, table.path(settings), event_date)
-    finally:
-        events.unpersist()
+    rows = {}
+    for name, model in MODELS.items():
+        table = catalog.GOLD[name]
+        delta_io.replace_date(model.transform(events), table, table.path(settings), event_date)
+        rows[name] = delta_io.count_date(spark, table, table.path(settings), event_date)
     if not any(rows.values()):
         log.warning("no silver events for %s: gold is empty for the date", event_date)
     log.info("silver_to_gold %s: %s", event_date, rows)
