@@ -174,7 +174,6 @@ def run(core_stack, tmp_path_factory):
         tx.abort_transaction(30)
         wait_for(lambda: running(queries) and len(delta_rows(settings, "events")) >= len(sent.events), 900,
                  "the first records landed")
-        assert all(q.isActive for q in queries), [q.exception() for q in queries]
 
         # one event 23 h ahead of its Kafka timestamp, then on-time events
         p = kafka_python(settings)
