@@ -21,15 +21,40 @@ from lakehouse.settings import Settings
 DAG_ID = "lakehouse_bronze_to_gold"
 
 
-def write_day(settings: Settings, day: date, events: int, log) -> dict:
-    """One day of `events` generated events into bronze/events (not timed as part of the DAG)."""
+#: Days above this many events are made by copying a generated day of this
+#: size on the stack's Spark (bench.big_day), not generated in Python.
+GENERATED_DAY_MAX = 1_000_000
+
+
+def write_day(settings: Settings, day: date, events: int, log, log_file: Path | None = None) -> dict:
+    """One day of `events` events into bronze/events (not timed as part of the
+    DAG): generated (lakehouse.testdata) up to GENERATED_DAY_MAX, and for a
+    bigger day that many generated then copied on Spark (bench.big_day)."""
     from lakehouse import testdata
 
-    log(f"batch: writing {events:,} events for {day} straight into bronze")
+    copies = max(1, round(events / GENERATED_DAY_MAX))
+    base = events // copies
+    log(f"batch: writing {events:,} events for {day} into bronze"
+        + (f" ({base:,} generated, copied {copies} times on Spark)" if copies > 1 else ""))
     t0 = time.perf_counter()
-    result = testdata.write_bronze_day(settings, day, events)
-    return {"seconds": time.perf_counter() - t0, "bronze_rows": getattr(result, "bronze_rows", None),
-            "duplicates": getattr(result, "duplicates", None)}
+    result = testdata.write_bronze_day(settings, day, base)
+    out = {"seconds": time.perf_counter() - t0, "bronze_rows": result.bronze_rows, "duplicates": result.duplicates}
+    if copies > 1:
+        with open(log_file or os.devnull, "a") as log_f:
+            res = subprocess.run(
+                [sys.executable, "-m", "bench.big_day", "--remote", spark_connect.url(settings),
+                 "--bronze", catalog.BRONZE_EVENTS.path(settings), "--date", day.isoformat(),
+                 "--copies", str(copies)],
+                stdout=subprocess.PIPE, stderr=log_f, text=True,
+                env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+            )
+        if res.returncode != 0:
+            raise RuntimeError(f"copying the day on Spark failed (exit {res.returncode}); see {log_file}")
+        detail = json.loads(res.stdout.strip().splitlines()[-1])
+        out.update(seconds=time.perf_counter() - t0, bronze_rows=detail["rows"],
+                   duplicates=result.duplicates * copies, copies=copies)
+    log(f"batch: {out['bronze_rows']:,} bronze rows for {day} in {out['seconds']:.0f}s")
+    return out
 
 
 class Rest:

@@ -329,6 +329,7 @@ class Bench:
             ("Batch", f"DAG throughput, {n:,} events", "events/s", None),
             ("Batch", f"floor: plain Spark read + write, {n:,} events", "s", None),
             ("Batch", f"DAG / floor, {n:,} events", "", TARGETS["dag_floor"]),
+            ("Batch", f"stack peak during the DAG runs (PSS), {n:,} events", "GB", TARGETS["memory"]),
         ]
         try:
             if not (Path(__file__).resolve().parent.parent / "dags" / "lakehouse_bronze_to_gold.py").exists():
@@ -345,18 +346,26 @@ class Bench:
             runs = 1 if n > 5_000_000 else self.config.runs
             key = f"batch_{n}"
             try:
-                self.details[f"{key}_write"] = batch.write_day(self.settings, day, n, log)
                 logs = self.out_dir / "logs"
                 logs.mkdir(parents=True, exist_ok=True)
+                self.details[f"{key}_write"] = batch.write_day(self.settings, day, n, log, logs / "big_day.log")
                 floors, dags = [], []
                 for i in range(runs):
                     f = batch.floor_once(self.settings, day, self.run_root / f"floor-{n}-{i}", logs / "floor.log")
                     log(f"batch {n:,}: floor run {i + 1}: {f['wall_s']:.1f}s wall "
                         f"({f['read_write_s']:.1f}s read+write, {f['rows']:,} rows)")
                     floors.append(f)
+                from bench.memory import MemorySampler
+
                 for i in range(runs):
-                    d = batch.rest_once(self.settings, day)
-                    log(f"batch {n:,}: REST-triggered run {i + 1}: {d['wall_s']:.1f}s; tasks {d['tasks']}")
+                    sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 2.0).start()
+                    try:
+                        d = batch.rest_once(self.settings, day)
+                    finally:
+                        samples = sampler.stop()
+                    d["pss_peak_gb"] = max((s.pss or 0 for s in samples), default=0) / 1e9
+                    log(f"batch {n:,}: REST-triggered run {i + 1}: {d['wall_s']:.1f}s, stack peak "
+                        f"{d['pss_peak_gb']:.2f} GB PSS; tasks {d['tasks']}")
                     dags.append(d)
             finally:
                 batch.set_paused(self.settings, "lakehouse_catch_up", False)
@@ -369,5 +378,7 @@ class Bench:
                                  "Spark Connect client process: session, read the day's bronze, write Delta"))
             self.rows.append(Row(*names[3][:3], summarize([d["wall_s"] / fmed for d in dags]), names[3][3],
                                  "each DAG run / median floor"))
+            self.rows.append(Row(*names[4][:3], summarize([d["pss_peak_gb"] for d in dags]), names[4][3],
+                                 "whole stack, max 2 s sample from each trigger to its run's success"))
         except Exception as exc:  # noqa: BLE001
             self._failed("batch", names, exc)
