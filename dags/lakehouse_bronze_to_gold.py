@@ -170,10 +170,10 @@ def lakehouse_bronze_to_gold():
         settings, event_date, _ = _run()
         return jobs.bronze_to_silver(spark, settings, event_date)
 
-    @task
-    def validate_silver():
-        """Great Expectations gate on the date's silver rows (+ quarantined ones).
-        Critical expectations fail the run with the expectation's name and counts
+    @spark_task()
+    def validate_silver(spark=None):
+        """Great Expectations gate on the date's silver rows (+ quarantined ones),
+        computed on Spark (GE's Spark datasource): no day reaches the worker. Critical expectations fail the run with the expectation's name and counts
         (no retry: the data must change first); warnings are only recorded.
         Summary: `ops.data_quality`; JSON and Data Docs: `<run dir>/data_quality/`."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -183,7 +183,7 @@ def lakehouse_bronze_to_gold():
 
         settings, event_date, run_id = _run()
         try:
-            return jobs.validate_silver(settings, event_date, run_id, _pg_connect())
+            return jobs.validate_silver(spark, settings, event_date, run_id, _pg_connect())
         except QualityGateError as exc:
             raise AirflowFailException(str(exc)) from None
 

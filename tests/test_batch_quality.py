@@ -1,4 +1,6 @@
-"""The Great Expectations suite and gate on tiny frames (real GE, no services)."""
+"""The Great Expectations suite and gate on tiny frames (real GE, no
+services), through both of GE's datasources the gate takes: Spark (what
+validate_silver runs on) and pandas."""
 
 from __future__ import annotations
 
@@ -28,11 +30,39 @@ def frame(**overrides):
     return pd.DataFrame(data)
 
 
-def run(df, tmp_path, **kw):
-    return {(o.expectation, o.column): o for o in quality.validate(df, D, "run/1", tmp_path, **kw)}
+SPARK_SCHEMA = ("event_id string, user_id bigint, event_type string, source string, page string, "
+                "event_ts timestamp")
 
 
-def test_clean_day_passes_and_keeps_results(tmp_path):
+@pytest.fixture(scope="module")
+def spark():
+    from lakehouse.settings import Settings
+    from lakehouse.spark import spark_session
+
+    session = spark_session(Settings(_env_file=None), "test_batch_quality")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(params=["spark", "pandas"])
+def engine(request):
+    """Turns a pandas frame into what the gate validates: a Spark DataFrame, or the frame itself."""
+    if request.param == "pandas":
+        return lambda df: df
+    spark = request.getfixturevalue("spark")
+    return lambda df: spark.createDataFrame(
+        [tuple(None if pd.isna(v) else v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for v in row)
+         for row in df.itertuples(index=False)], SPARK_SCHEMA)
+
+
+@pytest.fixture
+def run(engine, tmp_path):
+    def validate(df, tmp_path=tmp_path, **kw):
+        return {(o.expectation, o.column): o for o in quality.validate(engine(df), D, "run/1", tmp_path, **kw)}
+    return validate
+
+
+def test_clean_day_passes_and_keeps_results(run, tmp_path):
     outcomes = run(frame(), tmp_path)
     assert all(o.success for o in outcomes.values())
     assert {o.severity for o in outcomes.values()} == {"critical", "warning"}
@@ -42,7 +72,7 @@ def test_clean_day_passes_and_keeps_results(tmp_path):
     assert (tmp_path / "data_docs" / "index.html").exists()
 
 
-def test_critical_failure_names_expectation_and_counts(tmp_path):
+def test_critical_failure_names_expectation_and_counts(run, tmp_path):
     outcomes = run(frame(event_type=["login", "refund", "refund"], user_id=[1, -2, 3]), tmp_path)
     with pytest.raises(quality.QualityGateError) as err:
         quality.gate(list(outcomes.values()), D)
@@ -52,34 +82,34 @@ def test_critical_failure_names_expectation_and_counts(tmp_path):
     assert "source" not in msg
 
 
-def test_event_time_outside_the_date_is_critical(tmp_path):
+def test_event_time_outside_the_date_is_critical(run, tmp_path):
     ts = pd.to_datetime(["2026-11-19T23:59:59Z", "2026-11-20T01:00:00Z", "2026-11-21T00:00:00Z"], format="ISO8601")
     outcomes = run(frame(event_ts=ts), tmp_path)
     o = outcomes[("expect_column_values_to_be_between", "event_ts")]
     assert not o.success and o.unexpected_count == 2 and o.severity == "critical"
 
 
-def test_duplicate_and_null_ids_fail(tmp_path):
+def test_duplicate_and_null_ids_fail(run, tmp_path):
     outcomes = run(frame(event_id=["a", "a", None]), tmp_path)
     assert outcomes[("expect_column_values_to_be_unique", "event_id")].unexpected_count == 2
     assert outcomes[("expect_column_values_to_not_be_null", "event_id")].unexpected_count == 1
 
 
-def test_warnings_do_not_block(tmp_path):
+def test_warnings_do_not_block(run, tmp_path):
     outcomes = run(frame(page=["/home", "/new-landing", "/cart"]), tmp_path)
     o = outcomes[("expect_column_values_to_be_in_set", "page")]
     assert not o.success and o.severity == "warning"
     quality.gate(list(outcomes.values()), D)  # no raise
 
 
-def test_empty_day_is_a_warning_not_a_failure(tmp_path):
+def test_empty_day_is_a_warning_not_a_failure(run, tmp_path):
     empty = frame().iloc[0:0]
     outcomes = run(empty, tmp_path)
     assert not outcomes[("expect_table_row_count_to_be_between", "")].success
     quality.gate(list(outcomes.values()), D)
 
 
-def test_tolerance_lets_a_small_share_through(tmp_path):
+def test_tolerance_lets_a_small_share_through(run, tmp_path):
     df = frame(event_type=["login", "refund", "click"])
     strict = run(df, tmp_path)
     assert not strict[("expect_column_values_to_be_in_set", "event_type")].success

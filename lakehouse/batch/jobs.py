@@ -76,18 +76,19 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
     return stats
 
 
-def validate_silver(settings: Settings, event_date: date, run_id: str, connect: load.Connect) -> dict:
+def validate_silver(spark, settings: Settings, event_date: date, run_id: str, connect: load.Connect) -> dict:
     """Run the Great Expectations suite on the date's silver (+ quarantined)
-    rows, record the summary in ops.data_quality, then apply the gate."""
-    frame = _rows_to_validate(settings, event_date)
+    rows, on Spark, record the summary in ops.data_quality, then apply the gate."""
+    frame = _rows_to_validate(spark, settings, event_date)
     outcomes = quality.validate(
         frame, event_date, run_id, settings.run_dir / "data_quality", settings.batch_max_rejected_fraction
     )
     load.record_data_quality(connect, quality.summary_rows(outcomes, run_id, event_date))
     quality.gate(outcomes, event_date)
     passed = sum(o.success for o in outcomes)
+    rows = next((o.element_count for o in outcomes if o.element_count is not None), None)
     log.info("quality gate passed for %s: %d/%d expectations met", event_date, passed, len(outcomes))
-    return {"event_date": event_date.isoformat(), "rows": len(frame), "expectations_met": passed,
+    return {"event_date": event_date.isoformat(), "rows": rows, "expectations_met": passed,
             "expectations": len(outcomes)}
 
 
@@ -137,20 +138,15 @@ def gold_to_postgres(spark, settings: Settings, event_date: date, run_id: str, c
     return loaded
 
 
-def _rows_to_validate(settings: Settings, event_date: date):
-    """The date's silver + quarantine rows (the columns the suite checks) as
-    pandas, read with delta-rs (Great Expectations validates pandas here)."""
-    import pyarrow as pa
-    from deltalake import DeltaTable
+def _rows_to_validate(spark, settings: Settings, event_date: date):
+    """The date's silver + quarantine rows (the columns the suite checks), as
+    one lazy Spark DataFrame with silver's types (nothing collected)."""
+    from pyspark.sql import functions as F
 
-    cols = quality.COLUMNS
-    schema = pa.schema([silver.SILVER_EVENTS_SCHEMA.field(c).with_nullable(True) for c in cols])
-    parts = []
-    for table in (catalog.SILVER_EVENTS, catalog.SILVER_QUARANTINE):
-        path = table.path(settings)
-        if not DeltaTable.is_deltatable(path):
-            continue
-        t = DeltaTable(path).to_pyarrow_table(columns=cols, filters=[("event_date", "=", event_date)])
-        parts.append(pa.Table.from_arrays([t.column(c).cast(schema.field(c).type) for c in cols], schema=schema))
-    table = pa.concat_tables(parts) if parts else schema.empty_table()
-    return table.to_pandas()
+    types = {f.name: f.dataType.simpleString() for f in catalog.SILVER_EVENTS.spark_schema().fields}
+    parts = [
+        delta_io.read_date(spark, table, table.path(settings), event_date)
+        .select(*[F.col(c).cast(types[c]).alias(c) for c in quality.COLUMNS])
+        for table in (catalog.SILVER_EVENTS, catalog.SILVER_QUARANTINE)
+    ]
+    return parts[0].unionByName(parts[1])

@@ -12,6 +12,10 @@ Severity (in each expectation's meta):
 * warning - recorded in ops.data_quality and the Data Docs, never blocks:
   page in the contract's known pages, at least one row for the date.
 
+The suite runs where the data is: `validate_silver` hands it a Spark
+DataFrame (GE's Spark datasource, every metric a Spark job), tests may hand
+it a tiny pandas frame (GE's pandas datasource).
+
 Results are kept under <run dir>/data_quality/: the validation result JSON
 (`validations/<event_date>/<run id>.json`) and the Data Docs HTML site
 (`data_docs/index.html`); one summary row per expectation goes to
@@ -91,10 +95,15 @@ def build_suite(event_date: date, max_rejected_fraction: float = 0.0):
     return suite
 
 
-def validate(frame: pd.DataFrame, event_date: date, run_id: str, out_dir: Path,
+def validate(frame, event_date: date, run_id: str, out_dir: Path,
              max_rejected_fraction: float = 0.0) -> list[Outcome]:
     """Run the suite on `frame` with Great Expectations, keep the JSON result
-    and the Data Docs under `out_dir`, and return one Outcome per expectation."""
+    and the Data Docs under `out_dir`, and return one Outcome per expectation.
+
+    `frame` is a Spark DataFrame (classic or Spark Connect: GE's Spark
+    datasource computes every metric on the executors, so a day of any size
+    is checked without reaching the task's memory) or, for tiny frames in
+    tests, a pandas DataFrame (GE's pandas datasource). Same suite either way."""
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
@@ -107,8 +116,10 @@ def validate(frame: pd.DataFrame, event_date: date, run_id: str, out_dir: Path,
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
+    source = (context.data_sources.add_pandas("silver") if isinstance(frame, pd.DataFrame)
+              else context.data_sources.add_spark("silver", persist=False))
     batch = (
-        context.data_sources.add_pandas("silver")
+        source
         .add_dataframe_asset(f"events_{event_date.isoformat()}")
         .add_batch_definition_whole_dataframe("date")
     )
