@@ -16,7 +16,7 @@ from pyspark.sql.streaming import StreamingQuery
 from lakehouse.settings import Settings
 from lakehouse.stream import bronze
 from lakehouse.stream.app import GracefulStop, checkpoint_query_id, run_streaming_job
-from lakehouse.stream.source import kafka_stream, validated
+from lakehouse.stream.source import batching_options, kafka_stream, validated
 
 QUERY_NAME = "raw-landing"
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
                  batch_id, landed.records, landed.events, landed.quarantined, time.monotonic() - t0)
 
     return (
-        validated(kafka_stream(spark, settings))
+        validated(kafka_stream(spark, settings, **batching_options(settings)))
         .writeStream.queryName(QUERY_NAME)
         .foreachBatch(land)
         .option("checkpointLocation", ckpt)

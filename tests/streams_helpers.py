@@ -51,6 +51,7 @@ def stream_settings(base: Settings, tmp_path: Path, **overrides) -> Settings:
         lakehouse_run_dir=tmp_path / "run",
         lakehouse_data_dir=tmp_path / "run" / "lakehouse",
         stream_trigger_seconds=0.5,
+        stream_min_records_per_batch=0,  # land each test's few records at once
         stream_max_records_per_batch=BATCH_RECORDS,
     )
     values.update(overrides)

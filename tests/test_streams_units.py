@@ -75,3 +75,18 @@ def test_kafka_options_reach_the_source_and_survive_the_stack_env_file(tmp_path)
     assert opts["kafka.isolation.level"] == "read_uncommitted"
     assert kafka_options(Settings(_env_file=None))["kafka.isolation.level"] == "read_committed"
     assert Settings(_env_file=None, kafka_options='{"a": "b"}').kafka_options == {"a": "b"}
+
+
+def test_raw_landing_batching_options():
+    """Raw landing waits for STREAM_MIN_RECORDS_PER_BATCH records or
+    STREAM_MAX_BATCH_DELAY_SECONDS (Spark's minOffsetsPerTrigger and
+    maxTriggerDelay); 0 turns the wait off. Fast aggregation never waits."""
+    from lakehouse.settings import Settings
+    from lakehouse.stream.source import batching_options, kafka_options
+
+    assert batching_options(Settings(_env_file=None)) == {"minOffsetsPerTrigger": "10000", "maxTriggerDelay": "10000ms"}
+    assert batching_options(Settings(_env_file=None, stream_min_records_per_batch=500,
+                                     stream_max_batch_delay_seconds=2.5)) == {
+        "minOffsetsPerTrigger": "500", "maxTriggerDelay": "2500ms"}
+    assert batching_options(Settings(_env_file=None, stream_min_records_per_batch=0)) == {}
+    assert "minOffsetsPerTrigger" not in kafka_options(Settings(_env_file=None))

@@ -11,6 +11,8 @@ Options, as Spark's Kafka integration guide defines them:
     failOnDataLoss            STREAM_FAIL_ON_DATA_LOSS
     kafka.isolation.level     read_committed: records of aborted transactions
                               are never read, open ones wait for their commit
+    minOffsetsPerTrigger      STREAM_MIN_RECORDS_PER_BATCH  } raw landing only
+    maxTriggerDelay           STREAM_MAX_BATCH_DELAY_SECONDS } (batching_options)
     kafka.<key>               every entry of KAFKA_OPTIONS (security.protocol,
                               sasl.*, ssl.*, ...), which may also override the above
 
@@ -47,10 +49,22 @@ def kafka_options(settings: Settings) -> dict[str, str]:
     return options
 
 
-def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+def batching_options(settings: Settings) -> dict[str, str]:
+    """Raw landing's batching: a batch starts once STREAM_MIN_RECORDS_PER_BATCH
+    records wait or STREAM_MAX_BATCH_DELAY_SECONDS have passed (none when the
+    minimum is 0). A backlog is still read in back-to-back batches of up to
+    maxOffsetsPerTrigger; only a slow topic waits."""
+    if not settings.stream_min_records_per_batch:
+        return {}
+    return {"minOffsetsPerTrigger": str(settings.stream_min_records_per_batch),
+            "maxTriggerDelay": f"{int(settings.stream_max_batch_delay_seconds * 1000)}ms"}
+
+
+def kafka_stream(spark: SparkSession, settings: Settings, **extra: str) -> DataFrame:
     """The topic as Spark's Kafka source gives it: key, value, topic,
-    partition, offset, timestamp, timestampType."""
-    return spark.readStream.format("kafka").options(**kafka_options(settings)).load()
+    partition, offset, timestamp, timestampType. `extra`: more source options
+    (batching_options)."""
+    return spark.readStream.format("kafka").options(**kafka_options(settings), **extra).load()
 
 
 def _validate(values: pa.Array, kafka_ts_us: pa.Array) -> pa.Array:
