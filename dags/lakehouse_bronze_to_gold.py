@@ -173,8 +173,9 @@ def lakehouse_bronze_to_gold():
     @spark_task()
     def validate_silver(spark=None):
         """Great Expectations gate on the date's silver rows (+ quarantined ones),
-        computed on Spark (GE's Spark datasource): no day reaches the worker. Critical expectations fail the run with the expectation's name and counts
-        (no retry: the data must change first); warnings are only recorded.
+        computed on Spark (GE's Spark datasource): no day reaches the worker.
+        Critical expectations fail the run with the expectation's name and
+        counts (no retry: the data must change first); warnings are only recorded.
         Summary: `ops.data_quality`; JSON and Data Docs: `<run dir>/data_quality/`."""
         from airflow.sdk.exceptions import AirflowFailException
 
