@@ -25,12 +25,14 @@ def driver_java_options(settings: Settings) -> str:
 def jvm_conf(settings: Settings) -> dict[str, str]:
     """Spark settings that bring in the Kafka connector and delta-spark, from
     the jars setup resolved (no network at run time), and size Delta's
-    snapshot job for the machine (DELTA_SNAPSHOT_PARTITIONS)."""
+    snapshot job and file listings for the machine (DELTA_SNAPSHOT_PARTITIONS,
+    SPARK_LISTING_PARALLELISM)."""
     return {
         "spark.jars": ",".join(str(j) for j in settings.jvm_jars("spark")),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.databricks.delta.snapshotPartitions": str(settings.delta_snapshot_partitions),
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(settings.spark_listing_parallelism),
     }
 
 

@@ -66,3 +66,16 @@ def test_retention_below_seven_days_is_refused(spark):
         make_settings("/tmp/unused", delta_vacuum_retention_hours=24)
     with pytest.raises(ValueError, match="7 days"):
         maintenance.vacuum(spark, "/tmp/unused", 24)
+
+
+def test_file_listing_jobs_are_sized_for_the_machine(spark):
+    """VACUUM lists a table with spark.sql.sources.parallelPartitionDiscovery.parallelism
+    tasks; Spark's default (10,000) made it ~30 s for a one-file table on 2 cores.
+    Every Spark we start (local sessions, the Spark Connect server) sets it."""
+    from lakehouse.platform import spark_connect
+
+    settings = make_settings("/tmp/unused")
+    key = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+    assert spark.conf.get(key) == str(settings.spark_listing_parallelism) == "8"
+    argv, _ = spark_connect.server_command(settings)
+    assert f"{key}={settings.spark_listing_parallelism}" in argv
