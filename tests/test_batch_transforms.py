@@ -52,9 +52,11 @@ def bronze_df(spark, rows):
     return spark.createDataFrame(pa.Table.from_pylist(rows, schema=schema).to_pandas())
 
 
-def run_silver(spark, rows):
+def run_silver(spark, rows, broadcast_suspects=False):
     """(silver, quarantine) as Arrow: the DataFrames the job writes, collected (tiny)."""
-    events, refused = silver.split(silver.checked_rows(bronze_df(spark, rows), D))
+    flagged = silver.flagged_rows(bronze_df(spark, rows), D)
+    events = silver.silver_events(flagged)
+    refused = silver.silver_quarantine(flagged, broadcast_suspects=broadcast_suspects)
     return events.toArrow(), refused.toArrow()
 
 
@@ -106,6 +108,28 @@ def test_rule_breaking_rows_are_quarantined_with_every_reason(spark):
     }
     assert quarantine.num_rows == 8
     assert quarantine.schema.names == silver.SILVER_QUARANTINE_SCHEMA.names
+
+
+@pytest.mark.parametrize("broadcast_suspects", [False, True])
+def test_the_earliest_copy_decides_where_an_event_lands(spark, broadcast_suspects):
+    """Every event lands once: in silver when its earliest record is valid (a
+    later, broken copy is a dropped duplicate), in quarantine when its earliest
+    record is broken (a later, valid copy is dropped too). Both join plans of
+    the quarantine give the same rows."""
+    rows = [
+        bronze_row("bad-first", user_id=0, offset=1, kafka_ts=T0),
+        bronze_row("bad-first", offset=2, kafka_ts=T0 + timedelta(seconds=1)),
+        bronze_row("good-first", offset=3, kafka_ts=T0),
+        bronze_row("good-first", source="tv", offset=4, kafka_ts=T0 + timedelta(seconds=1)),
+        bronze_row("twice-bad", page="", offset=5, kafka_ts=T0 + timedelta(seconds=2)),
+        bronze_row("twice-bad", page="", offset=6, kafka_ts=T0),
+        bronze_row("clean", offset=7),
+    ]
+    events, quarantine = run_silver(spark, rows, broadcast_suspects)
+    assert sorted(r["event_id"] for r in events.to_pylist()) == ["clean", "good-first"]
+    assert sorted((r["event_id"], r["kafka_offset"], r["reason"]) for r in quarantine.to_pylist()) == [
+        ("bad-first", 1, "user_id_not_positive"), ("twice-bad", 6, "page_missing")]
+    assert all(r["raw_payload"] == "{}" for r in quarantine.to_pylist())
 
 
 def test_day_bounds_are_half_open(spark):

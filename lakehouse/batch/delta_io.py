@@ -95,7 +95,3 @@ def replace_date(df, table: Table, path: str, event_date: date) -> None:
     )
     log.info("replaced %s of %s", event_date, path)
 
-
-def count_date(spark, table: Table, path: str, event_date: date, version: int | None = None) -> int:
-    """Rows of one date (Delta answers a plain count from its file statistics)."""
-    return int(read_date(spark, table, path, event_date, version).count())

@@ -40,27 +40,44 @@ def check_complete(settings: Settings, event_date: date, connect: load.Connect,
     return verdict, position
 
 
+#: Above this many refused rows (with an event_id) in a day, the quarantine's
+#: de-duplication joins by shuffle instead of broadcasting their ids (~50 B each).
+BROADCAST_SUSPECTS_MAX = 200_000
+
+
 def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
     """Replace silver/events and silver/quarantine of event_date from one
-    snapshot (version) of bronze; returns the counts and that version."""
+    snapshot (version) of bronze; returns the counts and that version.
+
+    Nothing is cached: the events write de-duplicates the day once, and the
+    quarantine write de-duplicates only the event_ids with a refused row
+    (`silver.silver_quarantine`). The counts are observed during the writes
+    (Spark's `observe`), so no query runs just to count."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
     started = time.perf_counter()
     bronze_path = catalog.BRONZE_EVENTS.path(settings)
     version = delta_io.current_version(spark, bronze_path)
     bronze = delta_io.read_date(spark, catalog.BRONZE_EVENTS, bronze_path, event_date, version)
-    bronze_rows = int(bronze.count())
+
+    read, kept, refused = Observation("bronze"), Observation("silver"), Observation("quarantine")
+    flagged = silver.flagged_rows(bronze, event_date).observe(
+        read, F.count(F.lit(1)).alias("rows"),
+        F.count_if((F.col("reason") != "") & silver.has_event_id()).alias("suspects"))
+    events = silver.silver_events(flagged).observe(kept, F.count(F.lit(1)).alias("rows"))
+    delta_io.replace_date(events, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
+    bronze_rows, suspects = int(read.get["rows"]), int(read.get["suspects"])
     if bronze_rows == 0:
         log.warning("no bronze events for %s: silver (and so gold) for the date will be empty", event_date)
-    checked = silver.checked_rows(bronze, event_date).persist()
-    try:
-        events, refused = silver.split(checked)
-        delta_io.replace_date(events, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
-        delta_io.replace_date(refused, catalog.SILVER_QUARANTINE, catalog.SILVER_QUARANTINE.path(settings),
-                              event_date)
-        silver_rows, quarantined = int(events.count()), int(refused.count())
-        reasons = {} if not quarantined else {
-            r["reason"]: r["count"] for r in refused.groupBy("reason").count().collect()}
-    finally:
-        checked.unpersist()
+
+    quarantine = silver.silver_quarantine(silver.flagged_rows(bronze, event_date),
+                                          broadcast_suspects=suspects <= BROADCAST_SUSPECTS_MAX)
+    quarantine = quarantine.observe(refused, F.count(F.lit(1)).alias("rows"), *[
+        F.count_if(F.array_contains(F.split("reason", ","), F.lit(rule))).alias(rule) for rule in silver.RULES])
+    delta_io.replace_date(quarantine, catalog.SILVER_QUARANTINE, catalog.SILVER_QUARANTINE.path(settings),
+                          event_date)
+    silver_rows, quarantined = int(kept.get["rows"]), int(refused.get["rows"])
     stats = {
         "event_date": event_date.isoformat(),
         "bronze_version": version,
@@ -71,7 +88,8 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
         "seconds": round(time.perf_counter() - started, 1),
     }
     if quarantined:
-        log.warning("quarantined %d rows of %s: %s", quarantined, event_date, reasons)
+        rules = {rule: int(n) for rule, n in refused.get.items() if rule in silver.RULES and n}
+        log.warning("quarantined %d rows of %s, rows breaking each rule: %s", quarantined, event_date, rules)
     log.info("bronze_to_silver %s", stats)
     return stats
 
@@ -95,14 +113,19 @@ def validate_silver(spark, settings: Settings, event_date: date, run_id: str, co
 def silver_to_gold(spark, settings: Settings, event_date: date) -> dict[str, int]:
     """Replace every gold table's event_date (gold/<name>, one model per
     table: lakehouse.batch.gold) from the date's silver; returns each table's
-    row count. Each model reads only the silver columns it needs (Parquet),
-    which measured faster than caching the day for the four of them."""
+    row count (observed during the write). Each model reads only the silver
+    columns it needs (Parquet), which measured faster than caching the day
+    for the four of them."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
     events = delta_io.read_date(spark, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
     rows = {}
     for name, model in MODELS.items():
-        table = catalog.GOLD[name]
-        delta_io.replace_date(model.transform(events), table, table.path(settings), event_date)
-        rows[name] = delta_io.count_date(spark, table, table.path(settings), event_date)
+        table, written = catalog.GOLD[name], Observation(name)
+        delta_io.replace_date(model.transform(events).observe(written, F.count(F.lit(1)).alias("rows")),
+                              table, table.path(settings), event_date)
+        rows[name] = int(written.get["rows"])
     if not any(rows.values()):
         log.warning("no silver events for %s: gold is empty for the date", event_date)
     log.info("silver_to_gold %s: %s", event_date, rows)

@@ -62,21 +62,23 @@ def day_bounds(event_date: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+def _blank(column: str):
+    from pyspark.sql import functions as F
+
+    return F.col(column).isNull() | (F.trim(F.col(column)) == "")
+
+
 def rule_checks(event_date: date) -> dict:
     """rule name -> Spark Column that is true when the row breaks the rule."""
     from pyspark.sql import functions as F
 
     start, end = day_bounds(event_date)
-
-    def blank(c: str):
-        return F.col(c).isNull() | (F.trim(F.col(c)) == "")
-
     return {
-        "event_id_missing": blank("event_id"),
+        "event_id_missing": _blank("event_id"),
         "user_id_not_positive": F.col("user_id").isNull() | (F.col("user_id") <= 0),
         "event_type_unknown": F.col("event_type").isNull() | ~F.col("event_type").isin(*EVENT_TYPES),
         "source_unknown": F.col("source").isNull() | ~F.col("source").isin(*SOURCES),
-        "page_missing": blank("page"),
+        "page_missing": _blank("page"),
         "event_time_outside_date": F.col("event_ts").isNull()
         | (F.col("event_ts") < F.lit(start))
         | (F.col("event_ts") >= F.lit(end)),
@@ -91,39 +93,62 @@ def earliest_record_order():
             F.col("kafka_offset").asc_nulls_last()]
 
 
-def checked_rows(bronze, event_date: date):
-    """One date of bronze (BRONZE_EVENTS_SCHEMA columns), de-duplicated, with
-    a `reason` column: "" for a silver row, else the rules it breaks (and
-    raw_payload null on silver rows). Pure."""
-    from pyspark.sql import Window
+def flagged_rows(bronze, event_date: date):
+    """One date of bronze (BRONZE_EVENTS_SCHEMA columns) with a `reason`
+    column: "" when the row breaks no rule, else the rules it breaks; the raw
+    payload is kept on refused rows only. Pure, no shuffle."""
     from pyspark.sql import functions as F
 
     checks = rule_checks(event_date)
     reason = F.concat_ws(",", *[F.when(checks[name], F.lit(name)) for name in RULES])
     flagged = bronze.select(*BRONZE_EVENTS_SCHEMA.names).withColumn("reason", reason)
-    # Only quarantined rows keep the raw payload: silver does not carry it, so
-    # it is neither shuffled by the de-duplication nor collected for them.
-    flagged = flagged.withColumn(
+    # Silver does not carry the raw payload, so it is neither shuffled by the
+    # de-duplication nor written for valid rows.
+    return flagged.withColumn(
         "raw_payload", F.when(F.col("reason") != "", F.col("raw_payload")).cast("string")
     )
-    no_id = flagged.filter(checks["event_id_missing"])
-    window = Window.partitionBy("event_id").orderBy(*earliest_record_order())
-    first = (
-        flagged.filter(~checks["event_id_missing"])
-        .withColumn("_rank", F.row_number().over(window))
-        .filter(F.col("_rank") == 1)
-        .drop("_rank")
-    )
-    return first.unionByName(no_id)
 
 
-def split(checked):
-    """(silver events, quarantine) DataFrames from `checked_rows`, with the
-    catalogue's columns of silver/events and silver/quarantine. Pure, lazy:
-    both are computed on the executors when written."""
+def has_event_id():
+    """True for rows that can be de-duplicated (rule event_id_missing not broken)."""
+    return ~_blank("event_id")
+
+
+def _earliest_per_event_id(flagged):
+    """The earliest Kafka record of each event_id among `flagged` (rows with an id)."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    ok = F.col("reason") == ""
-    events = checked.filter(ok).select(*SILVER_EVENTS_SCHEMA.names)
-    refused = checked.filter(~ok).select(*SILVER_QUARANTINE_SCHEMA.names)
-    return events, refused
+    window = Window.partitionBy("event_id").orderBy(*earliest_record_order())
+    return flagged.withColumn("_rank", F.row_number().over(window)).filter(F.col("_rank") == 1).drop("_rank")
+
+
+def silver_events(flagged):
+    """`silver/events` from `flagged_rows`: the earliest record of each
+    event_id, when that record breaks no rule (an event whose earliest record
+    breaks a rule is quarantined, its later copies dropped). Pure, lazy."""
+    from pyspark.sql import functions as F
+
+    first = _earliest_per_event_id(flagged.filter(has_event_id()))
+    return first.filter(F.col("reason") == "").select(*SILVER_EVENTS_SCHEMA.names)
+
+
+def silver_quarantine(flagged, broadcast_suspects: bool = False):
+    """`silver/quarantine` from `flagged_rows`: the earliest record of each
+    event_id when it breaks a rule, plus every row without an id. Pure, lazy.
+
+    Only the event_ids with at least one refused row ("suspects") can have a
+    refused earliest record, so only their rows are de-duplicated: a
+    semi-join instead of a second de-duplication of the whole day. With
+    `broadcast_suspects` (for a suspect set known to be small) the day is not
+    shuffled at all. Either way the result is the same; together with
+    `silver_events` every de-duplicated event lands in exactly one table."""
+    from pyspark.sql import functions as F
+
+    with_id = flagged.filter(has_event_id())
+    suspects = with_id.filter(F.col("reason") != "").select("event_id").distinct()
+    if broadcast_suspects:
+        suspects = F.broadcast(suspects)
+    first = _earliest_per_event_id(with_id.join(suspects, "event_id", "left_semi"))
+    refused = first.filter(F.col("reason") != "").unionByName(flagged.filter(~has_event_id()))
+    return refused.select(*SILVER_QUARANTINE_SCHEMA.names)
