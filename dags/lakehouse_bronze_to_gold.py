@@ -8,7 +8,9 @@ exactly that date, so re-running a date (late data, a fix) is always safe.
 0. **wait_for_complete_date** (a rescheduling sensor: no worker slot while it
    waits) lets the run go once raw landing's committed progress shows the
    topic read past D+1 00:00 UTC + `BATCH_ALLOWED_LATENESS_MINUTES`; it fails
-   with what is missing after `BATCH_COMPLETENESS_TIMEOUT_MINUTES`.
+   with what is missing after `BATCH_COMPLETENESS_TIMEOUT_MINUTES`. A run of
+   `lakehouse_catch_up` whose date another run processed after it was planned
+   is skipped here (every task skipped, nothing replaced).
 1. **bronze_to_silver** (Spark) types and de-duplicates the date's bronze
    events (the earliest Kafka record of each event_id wins) and moves rows that
    break a rule to `silver/quarantine` with the reason.
@@ -135,15 +137,20 @@ def lakehouse_bronze_to_gold():
         """Wait (rescheduling: no worker slot) until raw landing's committed
         progress shows the topic read past D+1 00:00 UTC + the allowed
         lateness; fail after BATCH_COMPLETENESS_TIMEOUT_MINUTES naming what is
-        missing. Returns raw landing's position the run relies on."""
+        missing. Returns raw landing's position the run relies on. Skips the
+        run when it is a catch-up run made unnecessary by another run."""
         from datetime import datetime, timezone
 
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from lakehouse.batch import jobs
 
-        settings, event_date, _ = _run()
+        settings, event_date, run_id = _run()
         ctx = get_current_context()
+        if jobs.superseded_catch_up(run_id, _pg_connect()):
+            raise AirflowSkipException(
+                f"{event_date} was processed by another run that saw the same bronze rows after this "
+                f"catch-up run was planned: nothing to do")
         verdict, position = jobs.check_complete(settings, event_date, _pg_connect())
         print(f"completeness of {event_date}: {verdict.reason}", flush=True)
         if verdict.complete:

@@ -17,7 +17,8 @@ previous to finish). Nothing is planned while a run of that DAG is queued or
 running. Each (date, bronze row count) gets one run id
 (`catch_up__<date>__<rows>`): a run that failed for that state of bronze
 (e.g. the quality gate) is not started again until bronze changes; re-run it
-by hand after a fix. Details: `docs/batch.md`.
+by hand after a fix. A planned run whose date a user's run processed in the
+meantime (same bronze row count) skips its work. Details: `docs/batch.md`.
 """
 
 from __future__ import annotations

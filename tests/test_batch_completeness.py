@@ -68,6 +68,14 @@ def test_catch_up_run_id_names_date_and_bronze_state():
     assert catch_up.run_id(D, 1234) == "catch_up__2026-11-20__1234"
 
 
+def test_a_catch_up_run_is_not_needed_once_a_run_saw_the_same_bronze():
+    planned = catch_up.run_id(D, 1234)
+    assert catch_up.already_processed(planned, {D: 1234}) == D  # a user's run of D got there first
+    assert catch_up.already_processed(planned, {D: 1000}) is None  # stale: more rows landed since
+    assert catch_up.already_processed(planned, {}) is None  # missed
+    assert catch_up.already_processed("manual__2026-11-21T10:00:00+00:00", {D: 1234}) is None  # users' runs always run
+
+
 @pytest.mark.integration
 def test_targets_from_the_broker_with_an_idle_partition(core_stack):
     from kafka import KafkaProducer

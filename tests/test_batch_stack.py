@@ -139,6 +139,20 @@ def test_rest_triggered_run_equals_independent_gold_and_a_rerun_is_identical(ful
     assert rerun["state"] == "success", rerun
     assert gold_checksum(settings, [D_REST]) == before
 
+    # A catch-up run planned for the bronze these runs saw (a user's trigger
+    # raced the planner) has nothing to do: skipped, nothing recorded.
+    from lakehouse.batch import catch_up
+
+    late = catch_up.run_id(D_REST, expected.bronze_rows)
+    resp = patient(lambda: api.post(f"/dags/{DAG_ID}/dagRuns", {
+        "dag_run_id": late, "logical_date": None, "conf": {"event_date": D_REST.isoformat()}}))
+    assert resp.status_code == 200, resp.text
+    assert wait_for_run(api, late)["state"] == "success"
+    assert [task_state(api, late, t) for t in ("wait_for_complete_date", "bronze_to_silver", "gold_to_postgres")] \
+        == ["skipped"] * 3
+    assert batch_run(settings, late) is None
+    assert gold_checksum(settings, [D_REST]) == before
+
 
 def test_sensor_waits_while_raw_landing_is_stopped_and_the_run_completes_once_it_resumes(full):
     settings, api = full

@@ -16,9 +16,12 @@ counts come from the Delta log's file statistics (no data is read).
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 
 from lakehouse.batch.completeness import cutoff
+
+RUN_ID_PREFIX = "catch_up__"
 
 
 def dates_to_run(bronze_rows: dict[date, int], last_success: dict[date, int | None], now: datetime,
@@ -69,4 +72,16 @@ def run_id(d: date, bronze_rows: int) -> str:
     """One run per (date, bronze row count): a run that failed for this state
     of bronze (e.g. the quality gate) is not started again and again; a new
     count (more late data) gets a new run."""
-    return f"catch_up__{d.isoformat()}__{bronze_rows}"
+    return f"{RUN_ID_PREFIX}{d.isoformat()}__{bronze_rows}"
+
+
+def already_processed(dag_run_id: str, last_success: dict[date, int | None]) -> date | None:
+    """The date of a catch-up run (`dag_run_id` from `run_id`) that is no
+    longer needed: a successful run of that date has since seen the bronze
+    row count it was planned for (a user's run of the same date raced the
+    planner). None for any other run, which always runs."""
+    m = re.fullmatch(re.escape(RUN_ID_PREFIX) + r"(\d{4}-\d{2}-\d{2})__(\d+)", dag_run_id)
+    if not m:
+        return None
+    d = date.fromisoformat(m[1])
+    return d if last_success.get(d) == int(m[2]) else None

@@ -12,7 +12,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 
 from lakehouse import catalog
-from lakehouse.batch import completeness, delta_io, load, quality, silver
+from lakehouse.batch import catch_up, completeness, delta_io, load, quality, silver
 from lakehouse.batch.gold import MODELS
 from lakehouse.settings import Settings
 
@@ -38,6 +38,19 @@ def check_complete(settings: Settings, event_date: date, connect: load.Connect,
     if all_offsets is not None:
         position = {"end_offsets": all_offsets, "recorded_at": recorded_at.isoformat() if recorded_at else None}
     return verdict, position
+
+
+def superseded_catch_up(run_id: str, connect: load.Connect) -> date | None:
+    """The event date of a catch-up run whose work another successful run has
+    already done (`catch_up.already_processed`); None otherwise."""
+    if not run_id.startswith(catch_up.RUN_ID_PREFIX):
+        return None
+    conn = connect()
+    try:
+        done = catch_up.last_successful_runs(conn)
+    finally:
+        conn.close()
+    return catch_up.already_processed(run_id, done)
 
 
 #: Above this many refused rows (with an event_id) in a day, the quarantine's
