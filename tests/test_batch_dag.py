@@ -168,6 +168,7 @@ def test_rule_breaking_rows_fail_the_gate_then_rerunning_the_fixed_date_gives_id
         assert run_state(proc) == "failed"
         assert "expect_column_values_to_be_in_set(event_type): 1 of" in out
         assert "expect_column_values_to_be_between(user_id): 1 of" in out
+        assert "e.g. ['refund']" in out  # samples from the gate's second pass
         assert gold_checksum(batch, [D1]) == before
         assert DeltaTable(batch.table_path("gold", "daily_active_users")).version() == delta_gold_version
         quarantine = DeltaTable(batch.table_path("silver", "quarantine")).to_pyarrow_table(

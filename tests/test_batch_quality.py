@@ -78,8 +78,26 @@ def test_critical_failure_names_expectation_and_counts(run, tmp_path):
         quality.gate(list(outcomes.values()), D)
     msg = str(err.value)
     assert "expect_column_values_to_be_in_set(event_type): 2 of 3 rows unexpected" in msg
-    assert "expect_column_values_to_be_between(user_id): 1 of 3 rows unexpected" in msg
+    assert "expect_column_values_to_be_between(user_id): 1 of 3 rows unexpected, e.g. [-2]" in msg
+    assert "e.g. ['refund', 'refund']" in msg  # samples of the second pass
     assert "source" not in msg
+
+
+def test_only_a_failing_day_pays_for_samples(run, tmp_path, monkeypatch):
+    """A passing day is validated once, counts only (a sample of unexpected
+    values costs a query over the whole day); a failing one again with samples."""
+    passes, real = [], quality._run_suite
+
+    def spy(*args, sample_size):
+        passes.append(sample_size)
+        return real(*args, sample_size=sample_size)
+
+    monkeypatch.setattr(quality, "_run_suite", spy)
+    run(frame(), tmp_path)
+    assert passes == [0]
+    passes.clear()
+    run(frame(event_type=["login", "refund", "click"]), tmp_path)
+    assert passes == [0, quality.SAMPLE_SIZE]
 
 
 def test_event_time_outside_the_date_is_critical(run, tmp_path):

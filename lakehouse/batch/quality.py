@@ -95,6 +95,10 @@ def build_suite(event_date: date, max_rejected_fraction: float = 0.0):
     return suite
 
 
+#: Unexpected values shown per failed expectation (the gate's message, the Data Docs).
+SAMPLE_SIZE = 20
+
+
 def validate(frame, event_date: date, run_id: str, out_dir: Path,
              max_rejected_fraction: float = 0.0) -> list[Outcome]:
     """Run the suite on `frame` with Great Expectations, keep the JSON result
@@ -103,16 +107,36 @@ def validate(frame, event_date: date, run_id: str, out_dir: Path,
     `frame` is a Spark DataFrame (classic or Spark Connect: GE's Spark
     datasource computes every metric on the executors, so a day of any size
     is checked without reaching the task's memory) or, for tiny frames in
-    tests, a pandas DataFrame (GE's pandas datasource). Same suite either way."""
+    tests, a pandas DataFrame (GE's pandas datasource). Same suite either way.
+
+    A first pass asks for the counts only: each sample of unexpected values is
+    one more query over the whole day (on a clean day it finds nothing and
+    reads everything), 8 of them on Spark. When an expectation fails, the
+    suite runs again with samples, so the failure names examples; that
+    second result is the one kept."""
+    validation = _run_suite(frame, event_date, run_id, out_dir, max_rejected_fraction, sample_size=0)
+    if not validation.success:
+        validation = _run_suite(frame, event_date, run_id, out_dir, max_rejected_fraction,
+                                sample_size=SAMPLE_SIZE)
+    json_path = out_dir / "validations" / event_date.isoformat() / f"{_safe(run_id)}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(validation.to_json_dict(), indent=1, default=str))
+    log.info("validation result: %s; data docs: %s", json_path, out_dir / "data_docs" / "index.html")
+    return [_outcome(r) for r in validation.results]
+
+
+def _run_suite(frame, event_date: date, run_id: str, out_dir: Path, max_rejected_fraction: float,
+               sample_size: int):
+    """One checkpoint run of the suite (Data Docs updated); GE's validation result."""
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
-    docs_dir = out_dir / "data_docs"
     context.add_data_docs_site(
         site_name="lakehouse",
         site_config={
             "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(out_dir / "data_docs")},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
@@ -132,16 +156,11 @@ def validate(frame, event_date: date, run_id: str, out_dir: Path,
             name="silver_gate",
             validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-            result_format={"result_format": "SUMMARY"},
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": sample_size},
         )
     )
     result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=_gx_run_id(run_id))
-    validation = next(iter(result.run_results.values()))
-    json_path = out_dir / "validations" / event_date.isoformat() / f"{_safe(run_id)}.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(validation.to_json_dict(), indent=1, default=str))
-    log.info("validation result: %s; data docs: %s", json_path, docs_dir / "index.html")
-    return [_outcome(r) for r in validation.results]
+    return next(iter(result.run_results.values()))
 
 
 def gate(outcomes: list[Outcome], event_date: date) -> None:
