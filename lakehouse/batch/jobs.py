@@ -76,14 +76,14 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
 
     read, kept, refused = Observation("bronze"), Observation("silver"), Observation("quarantine")
     flagged = silver.flagged_rows(bronze, event_date).observe(
-        read, F.count(F.lit(1)).alias("rows"),
-        F.count_if((F.col("reason") != "") & silver.has_event_id()).alias("suspects"))
+        read, F.count(F.lit(1)).alias("rows"), F.count_if(silver.suspect()).alias("suspects"))
     events = silver.silver_events(flagged).observe(kept, F.count(F.lit(1)).alias("rows"))
     delta_io.replace_date(events, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
     bronze_rows, suspects = int(read.get["rows"]), int(read.get["suspects"])
     if bronze_rows == 0:
         log.warning("no bronze events for %s: silver (and so gold) for the date will be empty", event_date)
 
+    # flagged_rows again, not `flagged`: an Observation belongs to one query.
     quarantine = silver.silver_quarantine(silver.flagged_rows(bronze, event_date),
                                           broadcast_suspects=suspects <= BROADCAST_SUSPECTS_MAX)
     quarantine = quarantine.observe(refused, F.count(F.lit(1)).alias("rows"), *[

@@ -104,14 +104,25 @@ def flagged_rows(bronze, event_date: date):
     flagged = bronze.select(*BRONZE_EVENTS_SCHEMA.names).withColumn("reason", reason)
     # Silver does not carry the raw payload, so it is neither shuffled by the
     # de-duplication nor written for valid rows.
-    return flagged.withColumn(
-        "raw_payload", F.when(F.col("reason") != "", F.col("raw_payload")).cast("string")
-    )
+    return flagged.withColumn("raw_payload", F.when(refused(), F.col("raw_payload")).cast("string"))
 
 
 def has_event_id():
     """True for rows that can be de-duplicated (rule event_id_missing not broken)."""
     return ~_blank("event_id")
+
+
+def refused():
+    """True for a row of `flagged_rows` that breaks a rule."""
+    from pyspark.sql import functions as F
+
+    return F.col("reason") != ""
+
+
+def suspect():
+    """True for a refused row with an event_id: only the events that have
+    such a row can have a refused earliest record (`silver_quarantine`)."""
+    return refused() & has_event_id()
 
 
 def _earliest_per_event_id(flagged):
@@ -127,10 +138,8 @@ def silver_events(flagged):
     """`silver/events` from `flagged_rows`: the earliest record of each
     event_id, when that record breaks no rule (an event whose earliest record
     breaks a rule is quarantined, its later copies dropped). Pure, lazy."""
-    from pyspark.sql import functions as F
-
     first = _earliest_per_event_id(flagged.filter(has_event_id()))
-    return first.filter(F.col("reason") == "").select(*SILVER_EVENTS_SCHEMA.names)
+    return first.filter(~refused()).select(*SILVER_EVENTS_SCHEMA.names)
 
 
 def silver_quarantine(flagged, broadcast_suspects: bool = False):
@@ -145,10 +154,9 @@ def silver_quarantine(flagged, broadcast_suspects: bool = False):
     `silver_events` every de-duplicated event lands in exactly one table."""
     from pyspark.sql import functions as F
 
-    with_id = flagged.filter(has_event_id())
-    suspects = with_id.filter(F.col("reason") != "").select("event_id").distinct()
+    suspects = flagged.filter(suspect()).select("event_id").distinct()
     if broadcast_suspects:
         suspects = F.broadcast(suspects)
-    first = _earliest_per_event_id(with_id.join(suspects, "event_id", "left_semi"))
-    refused = first.filter(F.col("reason") != "").unionByName(flagged.filter(~has_event_id()))
-    return refused.select(*SILVER_QUARANTINE_SCHEMA.names)
+    first = _earliest_per_event_id(flagged.filter(has_event_id()).join(suspects, "event_id", "left_semi"))
+    return first.filter(refused()).unionByName(flagged.filter(~has_event_id())).select(
+        *SILVER_QUARANTINE_SCHEMA.names)
