@@ -125,7 +125,10 @@ def run_once(settings: Settings, run: int, events: int, timeout: float, out_dir:
         f"({last - first:.1f}s of batches; {t_done - t_start:.1f}s from program start); "
         f"streams PSS peak {max(pss, default=0) / 1e9:.2f} GB")
     stop_programs(settings, [PROGRAM])
-    floor = floor_once(settings, before, after, out_dir / f"drain-floor-{run}", out_dir / "drain-floor.log")
+    # The copy is scratch data: it goes to the stack's run directory (removed with
+    # the stack), its log next to the results.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    floor = floor_once(settings, before, after, settings.run_dir / f"drain-floor-{run}", out_dir / "drain-floor.log")
     log(f"drain run {run + 1}: floor (plain Spark Kafka -> Parquet) {floor['rows']:,} rows at "
         f"{floor['rows_per_s']:,.0f}/s ({floor['read_write_s']:.1f}s)")
     start_streams(settings)
