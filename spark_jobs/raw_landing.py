@@ -31,7 +31,6 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
     bronze.ensure_tables(spark, settings)
     ckpt = checkpoint(settings)
     prefix: dict[str, str] = {}
-    landing = bronze.Landing(QUERY_NAME)
 
     def land(batch: DataFrame, batch_id: int) -> None:
         if stop is not None:
@@ -39,10 +38,9 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
         if "app" not in prefix:  # Spark has written the checkpoint metadata by now
             prefix["app"] = f"{QUERY_NAME}:{checkpoint_query_id(ckpt)}"
         t0 = time.monotonic()
-        one_pass = landing.one_pass()
-        landed = landing.land(batch, batch_id, settings, prefix["app"])
-        log.info("batch %s: %s records, %s events, %s quarantined in %.2fs (%s)", batch_id, landed.records,
-                 landed.events, landed.quarantined, time.monotonic() - t0, "one pass" if one_pass else "cached")
+        landed = bronze.land_batch(batch, batch_id, settings, prefix["app"])
+        log.info("batch %s: %s records, %s events, %s quarantined in %.2fs",
+                 batch_id, landed.records, landed.events, landed.quarantined, time.monotonic() - t0)
 
     return (
         validated(kafka_stream(spark, settings, **batching_options(settings)))

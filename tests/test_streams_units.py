@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from lakehouse.stream.bronze import Landed, Landing
-from lakehouse.stream.progress import SinkCounts, lag, progress_row
+from lakehouse.stream.progress import lag, progress_row
 from lakehouse.stream.realtime import table_rows, utc_instant
 
 W = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
@@ -33,45 +32,6 @@ def test_progress_row_from_spark_progress_json():
     idle["sources"] = [dict(progress["sources"][0], metrics={"avgOffsetsBehindLatest": "NaN"})]
     assert progress_row(idle)[2:4] == (0, None)
     assert progress_row(idle)[7:] == (None, None, None)
-
-
-def test_a_sinks_own_count_replaces_sparks_and_scales_the_rate():
-    """A batch read twice: Spark counted 800 input rows for 400 records."""
-    progress = {"name": "raw-landing", "batchId": 7, "numInputRows": 800, "processedRowsPerSecond": 1600.0,
-                "durationMs": {"triggerExecution": 500}, "sources": []}
-    assert progress_row(progress, counted=400)[2:4] == (400, 800.0)
-    assert progress_row(progress)[2:4] == (800, 1600.0)
-    counts = SinkCounts(keep=2)
-    for batch in (1, 2, 3):
-        counts.record("raw-landing", batch, 10 * batch)
-    assert counts.take("raw-landing", 1) is None  # the oldest was forgotten
-    assert counts.take("raw-landing", 3) == 30
-    assert counts.take("raw-landing", 3) is None  # taken once
-    assert counts.take("fast-aggregation", 2) is None
-
-
-def test_raw_landing_caches_a_possible_replay_and_after_invalid_records(monkeypatch):
-    """One pass only for a batch that cannot be a replay (not the first of the
-    process) and follows a clean batch; a one-pass batch that met invalid
-    records reports its own count."""
-    import lakehouse.stream.bronze as bronze
-    import lakehouse.stream.progress as progress
-
-    quarantined = {0: 0, 1: 0, 2: 5, 3: 1, 4: 0, 5: 0}
-    modes = []
-
-    def fake_land(batch, batch_id, settings, app_prefix, one_pass=False):
-        modes.append(one_pass)
-        return Landed(100, 100 - quarantined[batch_id], quarantined[batch_id])
-
-    monkeypatch.setattr(bronze, "land_batch", fake_land)
-    monkeypatch.setattr(progress, "SINK_COUNTS", SinkCounts())
-    landing = Landing("raw-landing")
-    for batch_id in quarantined:
-        landing.land(None, batch_id, None, "app")
-    assert modes == [False, True, True, False, False, True]
-    assert progress.SINK_COUNTS.take("raw-landing", 2) == 100  # one pass, read twice
-    assert [progress.SINK_COUNTS.take("raw-landing", b) for b in (0, 1, 3, 4, 5)] == [None] * 5
 
 
 def test_window_starts_are_utc_instants_whatever_the_local_zone(monkeypatch):

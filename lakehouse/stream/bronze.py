@@ -12,21 +12,8 @@ replay writing only the table that lacks the batch. A replay reads the same
 offsets (Spark's offset log) and the verdicts depend on the records only, so
 it splits them exactly as before.
 
-Nothing but a few counts reaches the driver. A batch is written in one of two
-ways (land_batch), chosen per batch by `Landing`:
-
-* one pass: bronze/events straight from the Kafka read, the batch's counts
-  observed during that write (`DataFrame.observe`); a batch that turns out to
-  hold invalid records is read again for bronze/quarantine (the verdicts
-  depend on the records alone, so the second read splits them as the first);
-* cached: the batch is cached on the executors, counted, and both tables are
-  written from the cache (one Kafka read, one validation pass).
-
-One pass saves building the cache (steady drain 10,133 -> 14,319 events/s,
-docs/performance.md). It cannot be used for a batch that may be a replay: Delta
-skips an append it has committed before without running its query, so the
-observation would never complete. Only the first batch a process runs can be
-a replay (Spark replays at most the last planned batch, when a query starts).
+The batch is cached on the executors while its tables are written (one Kafka
+read, one validation pass), and nothing but a few counts reaches the driver.
 """
 
 from __future__ import annotations
@@ -111,30 +98,13 @@ def append(rows: DataFrame, table: Table, settings: Settings, app_id: str, batch
     )
 
 
-def land_batch(batch: DataFrame, batch_id: int, settings: Settings, app_prefix: str,
-               one_pass: bool = False) -> Landed:
+def land_batch(batch: DataFrame, batch_id: int, settings: Settings, app_prefix: str) -> Landed:
     """One micro-batch of validated Kafka rows (lakehouse.stream.source.validated)
-    into bronze/events and bronze/quarantine, in one pass or from a cache (see
-    the module docstring; `one_pass` only for a batch that cannot be a
-    replay). An empty side is not written."""
-    rows = batch.select("key", "value", "topic", "partition", "offset", "timestamp", PARSED) \
-        .withColumn("ingest_ts", F.current_timestamp())
-    counted = (F.count(F.lit(1)).alias("n"), F.count_if(is_valid()).alias("valid"))
-    if one_pass:
-        from pyspark.sql import Observation
-
-        seen = Observation(f"landed-{batch_id}")
-        append(events_rows(rows.observe(seen, *counted)), catalog.BRONZE_EVENTS, settings,
-               f"{app_prefix}:bronze/events", batch_id)
-        counts = seen.get
-        landed = Landed(counts["n"], counts["valid"], counts["n"] - counts["valid"])
-        if landed.quarantined:
-            append(quarantine_rows(rows), catalog.BRONZE_QUARANTINE, settings,
-                   f"{app_prefix}:bronze/quarantine", batch_id)
-        return landed
-    cached = rows.persist()
+    into bronze/events and bronze/quarantine. An empty side is not written."""
+    cached = batch.select("key", "value", "topic", "partition", "offset", "timestamp", PARSED) \
+        .withColumn("ingest_ts", F.current_timestamp()).persist()
     try:
-        counts = cached.agg(*counted).first()
+        counts = cached.agg(F.count(F.lit(1)).alias("n"), F.count_if(is_valid()).alias("valid")).first()
         landed = Landed(counts["n"], counts["valid"], counts["n"] - counts["valid"])
         if landed.events:
             append(events_rows(cached), catalog.BRONZE_EVENTS, settings, f"{app_prefix}:bronze/events", batch_id)
@@ -144,30 +114,3 @@ def land_batch(batch: DataFrame, batch_id: int, settings: Settings, app_prefix: 
         return landed
     finally:
         cached.unpersist()
-
-
-class Landing:
-    """Raw landing's choice per batch, for one process: cached for the first
-    batch (it may be a replay) and after a batch with invalid records (invalid
-    records come in runs, and the cache reads them once); one pass otherwise.
-    A one-pass batch that meets invalid records reads its batch twice, so it
-    reports its own record count for the progress (progress.SINK_COUNTS)."""
-
-    def __init__(self, query_name: str) -> None:
-        self.query_name = query_name
-        self.batches = 0
-        self.last_quarantined = 0
-
-    def one_pass(self) -> bool:
-        return self.batches > 0 and not self.last_quarantined
-
-    def land(self, batch: DataFrame, batch_id: int, settings: Settings, app_prefix: str) -> Landed:
-        from lakehouse.stream.progress import SINK_COUNTS
-
-        one_pass = self.one_pass()
-        landed = land_batch(batch, batch_id, settings, app_prefix, one_pass=one_pass)
-        if one_pass and landed.quarantined:
-            SINK_COUNTS.record(self.query_name, batch_id, landed.records)
-        self.batches += 1
-        self.last_quarantined = landed.quarantined
-        return landed

@@ -15,21 +15,12 @@ offsets and the lag, all from Spark's own progress of the Kafka source:
 
 Progress is monitoring, not data: if PostgreSQL is away the row is logged and
 dropped, and the stream is never held up by it.
-
-A foreachBatch sink that reads its batch twice (raw landing, when a batch it
-writes in one pass turns out to hold invalid records) makes Spark count those
-records twice in numInputRows: foreachBatch's DataFrame is one RDD, re-run by
-every action, and the source's row metric adds up over the runs. Such a sink
-reports the records it counted itself (SINK_COUNTS), and the row takes that
-count and scales the rate with it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 
 import psycopg2
@@ -95,35 +86,9 @@ def future_events(progress: dict) -> int | None:
     return _number(metric.get("future_events"), int)
 
 
-class SinkCounts:
-    """Records a sink counted itself, per (query name, batch id), until that
-    batch's progress takes them (bounded: a batch whose progress never comes is
-    forgotten after `keep` newer ones)."""
-
-    def __init__(self, keep: int = 1000) -> None:
-        self._counts: OrderedDict[tuple[str, int], int] = OrderedDict()
-        self._lock = threading.Lock()
-        self._keep = keep
-
-    def record(self, query: str, batch_id: int, records: int) -> None:
-        with self._lock:
-            self._counts[(query, int(batch_id))] = int(records)
-            while len(self._counts) > self._keep:
-                self._counts.popitem(last=False)
-
-    def take(self, query: str, batch_id: int) -> int | None:
-        with self._lock:
-            return self._counts.pop((query, int(batch_id)), None)
-
-
-#: The streams application's sinks report here (one per process).
-SINK_COUNTS = SinkCounts()
-
-
-def progress_row(progress: dict, counted: int | None = None) -> tuple | None:
+def progress_row(progress: dict) -> tuple | None:
     """Spark's progress JSON (as a dict) -> a row of ops.stream_progress,
-    or None for a progress without a name. `counted`: the records the sink
-    counted itself, when it did (replaces numInputRows; the rate is scaled)."""
+    or None for a progress without a name."""
     sources = progress.get("sources") or []
     if not progress.get("name"):
         return None
@@ -133,17 +98,12 @@ def progress_row(progress: dict, counted: int | None = None) -> tuple | None:
         latest.update(_offsets(s.get("latestOffset")))
     avg_behind = _metric(sources, "avgOffsetsBehindLatest", float, lambda v: sum(v) / len(v))
     max_behind = _metric(sources, "maxOffsetsBehindLatest", int, max)
-    rows = int(progress.get("numInputRows") or 0)
     rate = progress.get("processedRowsPerSecond")
-    rate = float(rate) if rate is not None and rate == rate else None
-    if counted is not None and counted != rows:
-        rate = rate * counted / rows if rate is not None and rows else rate
-        rows = counted
     return (
         progress["name"],
         int(progress["batchId"]),
-        rows,
-        rate,
+        int(progress.get("numInputRows") or 0),
+        float(rate) if rate is not None and rate == rate else None,
         int((progress.get("durationMs") or {}).get("triggerExecution", 0)),
         json.dumps(end),
         lag(end, latest),
@@ -183,11 +143,8 @@ class ProgressRecorder(StreamingQueryListener):
 
     def onQueryProgress(self, progress_json: str) -> None:
         try:
-            progress = json.loads(progress_json)
-            if progress.get("name") not in self.names:
-                return
-            row = progress_row(progress, SINK_COUNTS.take(progress["name"], progress.get("batchId", -1)))
-            if row is None:
+            row = progress_row(json.loads(progress_json))
+            if row is None or row[0] not in self.names:
                 return
             self._write(row)
         except Exception as exc:  # never let monitoring break the stream
