@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 
 from lakehouse import catalog
@@ -147,20 +146,15 @@ def silver_to_gold(spark, settings: Settings, event_date: date) -> dict[str, int
 
 
 def read_gold(spark, settings: Settings, event_date: date) -> list[load.GoldRows]:
-    """Every gold table's rows of the date (a handful: collected is fine), in
-    MODELS order. The four reads run at once: the first read of a table after
-    silver_to_gold's write rebuilds its Delta snapshot with a Spark job, and on
-    a long-running Spark those jobs overlap (docs/performance.md)."""
-
-    def read(name: str) -> load.GoldRows:
+    """Every gold table's rows of the date (a handful: collected is fine)."""
+    out = []
+    for name, model in MODELS.items():
         table = catalog.GOLD[name]
         df = delta_io.conform(delta_io.read_date(spark, table, table.path(settings), event_date), table)
         arrow = df.toArrow()
         columns = [arrow.column(i).to_pylist() for i in range(arrow.num_columns)]
-        return load.GoldRows(name, list(MODELS[name].SCHEMA.names), list(zip(*columns)))
-
-    with ThreadPoolExecutor(max_workers=len(MODELS), thread_name_prefix="read-gold") as pool:
-        return list(pool.map(read, MODELS))
+        out.append(load.GoldRows(name, list(model.SCHEMA.names), list(zip(*columns))))
+    return out
 
 
 def gold_to_postgres(spark, settings: Settings, event_date: date, run_id: str, connect: load.Connect,
