@@ -27,8 +27,20 @@ CODECS = ("gzip", "snappy", "lz4", "zstd")
 
 
 def tree(path: Path) -> dict[str, int]:
-    """Every file under path with its size: what 'nothing was deleted' compares."""
-    return {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
+    """Every file under path with its size: what 'nothing was deleted' compares.
+    A running broker's `*.tmp` files are left out: Kafka writes its checkpoint
+    files to a `.tmp` sibling and renames it, so one may come and go between
+    two listings."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        if p.suffix == ".tmp":
+            continue
+        try:
+            if p.is_file():
+                out[str(p.relative_to(path))] = p.stat().st_size
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def produce_acked(settings, topic: str, n: int, partition: int = 0) -> list[tuple[int, int]]:
