@@ -124,6 +124,22 @@ def test_a_day_larger_than_the_drivers_result_limit_succeeds(batch, day1):
     assert_gold_matches(batch, expected)
 
 
+def test_a_run_before_raw_landing_created_bronze_gives_an_empty_day(batch, tmp_path):
+    """The scheduled run of a fresh stack can reach bronze_to_silver before raw
+    landing's first commit: no bronze table yet is an empty day, at the first
+    try (Spark reports no observed metrics for a plan over an empty local
+    relation; this once failed the task with KeyError 'rows')."""
+    from lakehouse.batch import jobs
+    from tests.batch_helpers import connect_session
+
+    fresh = batch.model_copy(update={"lakehouse_data_dir": tmp_path / "lake"})
+    with connect_session(spark_connect.url(batch)) as spark:
+        stats = jobs.bronze_to_silver(spark, fresh, EMPTY)
+    assert (stats["bronze_version"], stats["bronze_rows"], stats["silver_rows"], stats["quarantined"]) == (None, 0, 0, 0)
+    silver = DeltaTable(fresh.table_path("silver", "events")).to_pyarrow_table(filters=[("event_date", "=", EMPTY)])
+    assert silver.num_rows == 0
+
+
 def test_three_consecutive_dates_backfill(batch, day1):
     expected = {D1: day1[0]}
     for d in (D0, D2):

@@ -59,8 +59,14 @@ def read_date(spark, table: Table, path: str, event_date: date, version: int | N
         if not _missing(exc):
             raise
         log.info("no Delta table at %s: %s is empty", path, event_date)
-        return spark.createDataFrame([], ddl(table))
+        return empty_frame(spark, table)
     return df.select(*table.schema.names)
+
+
+def empty_frame(spark, table: Table):
+    """No rows, the catalogue's columns: a table that does not exist yet.
+    Spark reports no observed metrics (`observe`) for a plan over it."""
+    return spark.createDataFrame([], ddl(table))
 
 
 def ddl(table: Table) -> str:

@@ -58,6 +58,15 @@ def superseded_catch_up(run_id: str, connect: load.Connect) -> date | None:
 BROADCAST_SUSPECTS_MAX = 200_000
 
 
+def _observed(observation, names: tuple[str, ...], empty_input: bool) -> list[int]:
+    """The named metrics of an Observation whose query has run. Over an empty
+    local relation (`delta_io.empty_frame`) Spark reports none: zeros then."""
+    metrics = observation.get
+    if not metrics and empty_input:
+        return [0] * len(names)
+    return [int(metrics[name]) for name in names]
+
+
 def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
     """Replace silver/events and silver/quarantine of event_date from one
     snapshot (version) of bronze; returns the counts and that version.
@@ -72,14 +81,18 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
     started = time.perf_counter()
     bronze_path = catalog.BRONZE_EVENTS.path(settings)
     version = delta_io.current_version(spark, bronze_path)
-    bronze = delta_io.read_date(spark, catalog.BRONZE_EVENTS, bronze_path, event_date, version)
+    if version is None:  # raw landing has not committed yet (a fresh stack): an empty day
+        log.info("no Delta table at %s yet: %s is empty", bronze_path, event_date)
+        bronze = delta_io.empty_frame(spark, catalog.BRONZE_EVENTS)
+    else:
+        bronze = delta_io.read_date(spark, catalog.BRONZE_EVENTS, bronze_path, event_date, version)
 
     read, kept, refused = Observation("bronze"), Observation("silver"), Observation("quarantine")
     flagged = silver.flagged_rows(bronze, event_date).observe(
         read, F.count(F.lit(1)).alias("rows"), F.count_if(silver.suspect()).alias("suspects"))
     events = silver.silver_events(flagged).observe(kept, F.count(F.lit(1)).alias("rows"))
     delta_io.replace_date(events, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
-    bronze_rows, suspects = int(read.get["rows"]), int(read.get["suspects"])
+    bronze_rows, suspects = _observed(read, ("rows", "suspects"), empty_input=version is None)
     if bronze_rows == 0:
         log.warning("no bronze events for %s: silver (and so gold) for the date will be empty", event_date)
 
@@ -90,7 +103,8 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
         F.count_if(F.array_contains(F.split("reason", ","), F.lit(rule))).alias(rule) for rule in silver.RULES])
     delta_io.replace_date(quarantine, catalog.SILVER_QUARANTINE, catalog.SILVER_QUARANTINE.path(settings),
                           event_date)
-    silver_rows, quarantined = int(kept.get["rows"]), int(refused.get["rows"])
+    (silver_rows,) = _observed(kept, ("rows",), empty_input=version is None)
+    (quarantined,) = _observed(refused, ("rows",), empty_input=version is None)
     stats = {
         "event_date": event_date.isoformat(),
         "bronze_version": version,
