@@ -98,6 +98,9 @@ def test_only_a_failing_day_pays_for_samples(run, tmp_path, monkeypatch):
     passes.clear()
     run(frame(event_type=["login", "refund", "click"]), tmp_path)
     assert passes == [0, quality.SAMPLE_SIZE]
+    passes.clear()
+    run(frame().iloc[0:0], tmp_path)  # an empty day fails its row count: no values to sample
+    assert passes == [0]
 
 
 def test_event_time_outside_the_date_is_critical(run, tmp_path):

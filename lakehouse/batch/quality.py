@@ -111,11 +111,12 @@ def validate(frame, event_date: date, run_id: str, out_dir: Path,
 
     A first pass asks for the counts only: each sample of unexpected values is
     one more query over the whole day (on a clean day it finds nothing and
-    reads everything), 8 of them on Spark. When an expectation fails, the
-    suite runs again with samples, so the failure names examples; that
-    second result is the one kept."""
+    reads everything), 8 of them on Spark. When an expectation fails with
+    unexpected values, the suite runs again with samples, so the failure
+    names examples; that second result is the one kept. A failure without
+    values to show (an empty day's row count) keeps the first result."""
     validation = _run_suite(frame, event_date, run_id, out_dir, max_rejected_fraction, sample_size=0)
-    if not validation.success:
+    if any(not r.success and (r.result or {}).get("unexpected_count") for r in validation.results):
         validation = _run_suite(frame, event_date, run_id, out_dir, max_rejected_fraction,
                                 sample_size=SAMPLE_SIZE)
     json_path = out_dir / "validations" / event_date.isoformat() / f"{_safe(run_id)}.json"
