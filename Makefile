@@ -8,9 +8,7 @@ PYTEST_ARGS ?=
 # `make test` runs its test files on this many pytest-xdist workers, a file at a
 # time per worker (module fixtures stay in one process; each worker starts its
 # own session stacks on free ports). Most slow tests wait on Airflow, Kafka or
-# a sensor rather than compute. Files go out in collection order, the slow ones
-# first (tests/conftest.py), not xdist's default of most tests first, which
-# left the few-test slow files for the end. TEST_WORKERS=0: one process.
+# a sensor rather than compute. TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 2
 
 .PHONY: help setup up down status logs clean psql test test-quick test-chaos bench bench-quick chaos lock compose-up compose-down
@@ -41,7 +39,7 @@ psql: ## psql on the serving database as the read-only role
 
 test: ## Run the whole suite (sets up first); the 5-minute chaos run is make test-chaos
 	@scripts/bootstrap.sh --with-browser
-	@$(PY) -m pytest -m "not chaos" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not chaos" -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 test-chaos: ## The 5-minute chaos run of tests/test_chaos.py (faults at load, ~15 min; fails on any loss or double)
 	@scripts/bootstrap.sh
