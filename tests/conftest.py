@@ -12,14 +12,6 @@ from lakehouse.platform.isolated import free_port  # noqa: F401  (re-exported fo
 from lakehouse.platform.isolated import isolated_settings as make_settings
 
 
-def pytest_collection_modifyitems(config, items):
-    """Files with a slow test first, then the others, each file's tests in
-    their order: under `make test`'s workers (pytest-xdist, a file at a time)
-    the long files start early and the short ones fill the gaps at the end."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
-
-
 @pytest.fixture(scope="session")
 def core_stack(tmp_path_factory):
     """PostgreSQL (schema applied) and the broker (topic created), running."""
