@@ -81,7 +81,8 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
     started = time.perf_counter()
     bronze_path = catalog.BRONZE_EVENTS.path(settings)
     version = delta_io.current_version(spark, bronze_path)
-    if version is None:  # raw landing has not committed yet (a fresh stack): an empty day
+    no_bronze = version is None  # raw landing has not committed yet (a fresh stack): an empty day
+    if no_bronze:
         log.info("no Delta table at %s yet: %s is empty", bronze_path, event_date)
         bronze = delta_io.empty_frame(spark, catalog.BRONZE_EVENTS)
     else:
@@ -92,7 +93,7 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
         read, F.count(F.lit(1)).alias("rows"), F.count_if(silver.suspect()).alias("suspects"))
     events = silver.silver_events(flagged).observe(kept, F.count(F.lit(1)).alias("rows"))
     delta_io.replace_date(events, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
-    bronze_rows, suspects = _observed(read, ("rows", "suspects"), empty_input=version is None)
+    bronze_rows, suspects = _observed(read, ("rows", "suspects"), empty_input=no_bronze)
     if bronze_rows == 0:
         log.warning("no bronze events for %s: silver (and so gold) for the date will be empty", event_date)
 
@@ -103,8 +104,8 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
         F.count_if(F.array_contains(F.split("reason", ","), F.lit(rule))).alias(rule) for rule in silver.RULES])
     delta_io.replace_date(quarantine, catalog.SILVER_QUARANTINE, catalog.SILVER_QUARANTINE.path(settings),
                           event_date)
-    (silver_rows,) = _observed(kept, ("rows",), empty_input=version is None)
-    (quarantined,) = _observed(refused, ("rows",), empty_input=version is None)
+    (silver_rows,) = _observed(kept, ("rows",), empty_input=no_bronze)
+    (quarantined,) = _observed(refused, ("rows",), empty_input=no_bronze)
     stats = {
         "event_date": event_date.isoformat(),
         "bronze_version": version,
