@@ -3,8 +3,6 @@ back, a small local Spark session. Imported by the producer and source tests."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 import uuid
 
@@ -57,21 +55,3 @@ def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float =
         return out
     finally:
         consumer.close()
-
-
-def local_spark(app: str = "lakehouse-tests"):
-    """A small local session (one per test module): local[2], 2 shuffle partitions."""
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[2]").appName(app)
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", "1g")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark

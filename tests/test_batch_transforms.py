@@ -3,8 +3,6 @@ the four gold models, the event-date rule and the quality gate's messages."""
 
 from __future__ import annotations
 
-import os
-import sys
 from datetime import date, datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -16,7 +14,7 @@ from lakehouse.batch.dates import EventDateError, parse_event_date, resolve_even
 from lakehouse.batch.gold import MODELS
 from lakehouse.contract import BRONZE_EVENTS_SCHEMA
 from lakehouse.settings import Settings
-from lakehouse.spark import driver_java_options
+from lakehouse.spark import driver_java_options, spark_session
 
 D = date(2026, 11, 20)
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -24,15 +22,9 @@ T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 
 @pytest.fixture(scope="module")
 def spark():
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]").appName("test_batch_transforms")
-        .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.extraJavaOptions", driver_java_options(Settings(_env_file=None)))
-        .config("spark.ui.enabled", "false").getOrCreate()
-    )
+    settings = Settings(_env_file=None)
+    session = spark_session(settings, "test_batch_transforms",
+                            **{"spark.driver.extraJavaOptions": driver_java_options(settings)})
     yield session
     session.stop()
 
