@@ -73,8 +73,10 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
 
     Nothing is cached: the events write de-duplicates the day once, and the
     quarantine write de-duplicates only the event_ids with a refused row
-    (`silver.silver_quarantine`). The counts are observed during the writes
-    (Spark's `observe`), so no query runs just to count."""
+    (`silver.silver_quarantine`); a day without refused rows (the usual one)
+    empties the date's quarantine without reading the day again. The counts
+    are observed during the writes (Spark's `observe`), so no query runs
+    just to count."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
@@ -90,22 +92,30 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
 
     read, kept, refused = Observation("bronze"), Observation("silver"), Observation("quarantine")
     flagged = silver.flagged_rows(bronze, event_date).observe(
-        read, F.count(F.lit(1)).alias("rows"), F.count_if(silver.suspect()).alias("suspects"))
+        read, F.count(F.lit(1)).alias("rows"), F.count_if(silver.refused()).alias("refused"),
+        F.count_if(silver.suspect()).alias("suspects"))
     events = silver.silver_events(flagged).observe(kept, F.count(F.lit(1)).alias("rows"))
     delta_io.replace_date(events, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
-    bronze_rows, suspects = _observed(read, ("rows", "suspects"), empty_input=no_bronze)
+    bronze_rows, refused_rows, suspects = _observed(read, ("rows", "refused", "suspects"), empty_input=no_bronze)
+    (silver_rows,) = _observed(kept, ("rows",), empty_input=no_bronze)
     if bronze_rows == 0:
         log.warning("no bronze events for %s: silver (and so gold) for the date will be empty", event_date)
 
-    # flagged_rows again, not `flagged`: an Observation belongs to one query.
-    quarantine = silver.silver_quarantine(silver.flagged_rows(bronze, event_date),
-                                          broadcast_suspects=suspects <= BROADCAST_SUSPECTS_MAX)
-    quarantine = quarantine.observe(refused, F.count(F.lit(1)).alias("rows"), *[
-        F.count_if(F.array_contains(F.split("reason", ","), F.lit(rule))).alias(rule) for rule in silver.RULES])
-    delta_io.replace_date(quarantine, catalog.SILVER_QUARANTINE, catalog.SILVER_QUARANTINE.path(settings),
-                          event_date)
-    (silver_rows,) = _observed(kept, ("rows",), empty_input=no_bronze)
-    (quarantined,) = _observed(refused, ("rows",), empty_input=no_bronze)
+    quarantine_path = catalog.SILVER_QUARANTINE.path(settings)
+    if refused_rows == 0:
+        # No row breaks a rule (the usual day): the date's quarantine is empty,
+        # and replacing it with nothing needs no second read of the day.
+        delta_io.replace_date(delta_io.empty_frame(spark, catalog.SILVER_QUARANTINE), catalog.SILVER_QUARANTINE,
+                              quarantine_path, event_date)
+        quarantined = 0
+    else:
+        # flagged_rows again, not `flagged`: an Observation belongs to one query.
+        quarantine = silver.silver_quarantine(silver.flagged_rows(bronze, event_date),
+                                              broadcast_suspects=suspects <= BROADCAST_SUSPECTS_MAX)
+        quarantine = quarantine.observe(refused, F.count(F.lit(1)).alias("rows"), *[
+            F.count_if(F.array_contains(F.split("reason", ","), F.lit(rule))).alias(rule) for rule in silver.RULES])
+        delta_io.replace_date(quarantine, catalog.SILVER_QUARANTINE, quarantine_path, event_date)
+        (quarantined,) = _observed(refused, ("rows",), empty_input=False)
     stats = {
         "event_date": event_date.isoformat(),
         "bronze_version": version,
