@@ -25,10 +25,9 @@ exactly that date, so re-running a date (late data, a fix) is always safe.
    it saw) in ONE transaction; a value PostgreSQL rejects fails the run at
    once, naming table, column and value.
 
-Spark tasks (1-3) get their session from the `spark_default` connection:
-the stack's Spark Connect server (no task starts a JVM); Delta is written by
-delta-spark on the executors with `replaceWhere` on the date. The load (4)
-reads the date's few gold rows with delta-rs: no Spark job.
+Spark tasks get their session from the `spark_default` connection: the
+stack's Spark Connect server (no task starts a JVM); Delta is written by
+delta-spark on the executors with `replaceWhere` on the date.
 
 **Which date.** A run processes the date its data interval starts on: the
 scheduled run at 01:00 UTC processes the day before, and so does `airflow
@@ -207,13 +206,12 @@ def lakehouse_bronze_to_gold():
         settings, event_date, _ = _run()
         return jobs.silver_to_gold(spark, settings, event_date)
 
-    @task()
-    def gold_to_postgres(silver_stats: dict, position: dict | None):
+    @spark_task()
+    def gold_to_postgres(silver_stats: dict, position: dict | None, spark=None):
         """Replace the event date's rows of all four `gold.*` tables and record
-        the run in `ops.batch_runs`, in ONE transaction. The date's few gold
-        rows are read by delta-rs (no Spark job). A value PostgreSQL rejects
-        fails the run at once (table, column, value; no retry); an outage rolls
-        back and is retried."""
+        the run in `ops.batch_runs`, in ONE transaction. A value PostgreSQL
+        rejects fails the run at once (table, column, value; no retry); an
+        outage rolls back and is retried."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from lakehouse.batch import jobs
@@ -221,7 +219,7 @@ def lakehouse_bronze_to_gold():
 
         settings, event_date, run_id = _run()
         try:
-            return jobs.gold_to_postgres(settings, event_date, run_id, _pg_connect(), silver_stats, position)
+            return jobs.gold_to_postgres(spark, settings, event_date, run_id, _pg_connect(), silver_stats, position)
         except GoldValueError as exc:
             raise AirflowFailException(str(exc)) from None
 

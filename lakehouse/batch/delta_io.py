@@ -1,15 +1,9 @@
-"""Delta access for the batch layer: writes and day-sized reads through
-Spark (delta-spark), a handful of rows through delta-rs.
+"""Delta access for the batch layer, through Spark (delta-spark) only.
 
-The Spark functions take a SparkSession, classic or Spark Connect: no
+Every function takes a SparkSession, classic or Spark Connect: no
 `sparkContext`, no RDD, no py4j, so the DAG's tasks run on the stack's Spark
 Connect server (or any other endpoint `spark_default` names). Reads and writes
 run on the executors; nothing of a day is collected to the driver.
-
-`read_small_date` reads one date of a tiny table (gold's few rows per date)
-with delta-rs in the calling process: no Spark job. Through Spark, the first
-read of a table after another session wrote it rebuilds its Delta snapshot
-with a Spark job, about a second per table on two cores (measured).
 
 Every write replaces exactly one event date: `mode("overwrite")` with
 `replaceWhere = "event_date = 'D'"` is one atomic Delta commit per table and
@@ -67,20 +61,6 @@ def read_date(spark, table: Table, path: str, event_date: date, version: int | N
         log.info("no Delta table at %s: %s is empty", path, event_date)
         return empty_frame(spark, table)
     return df.select(*table.schema.names)
-
-
-def read_small_date(table: Table, path: str, event_date: date):
-    """One event date of a small Delta table as an Arrow table with the
-    catalogue's columns, read by delta-rs (no Spark); no rows when the table
-    does not exist. Only for tables whose date fits in memory (gold)."""
-    from deltalake import DeltaTable
-
-    names = table.schema.names
-    if not DeltaTable.is_deltatable(path):
-        log.info("no Delta table at %s: %s is empty", path, event_date)
-        return table.schema.empty_table()
-    arrow = DeltaTable(path).to_pyarrow_table(columns=names, filters=[(PARTITION, "=", event_date)])
-    return arrow.select(names).cast(table.schema)
 
 
 def empty_frame(spark, table: Table):

@@ -3,8 +3,7 @@ transform, load. The DAG passes the Spark session (from the provider's
 @task.pyspark: a Spark Connect session by default), the settings and the
 event date; every function replaces exactly that date, so each task is safe
 to retry and re-run. Spark work stays on the executors (delta-spark writes
-with replaceWhere); only the four tiny gold results reach a task, read by
-delta-rs in gold_to_postgres, which needs no Spark."""
+with replaceWhere); only the four tiny gold results reach the task."""
 
 from __future__ import annotations
 
@@ -171,23 +170,23 @@ def silver_to_gold(spark, settings: Settings, event_date: date) -> dict[str, int
     return rows
 
 
-def read_gold(settings: Settings, event_date: date) -> list[load.GoldRows]:
-    """Every gold table's rows of the date (a handful), read by delta-rs:
-    no Spark job (`delta_io.read_small_date`)."""
+def read_gold(spark, settings: Settings, event_date: date) -> list[load.GoldRows]:
+    """Every gold table's rows of the date (a handful: collected is fine)."""
     out = []
     for name, model in MODELS.items():
         table = catalog.GOLD[name]
-        arrow = delta_io.read_small_date(table, table.path(settings), event_date)
-        columns = [arrow.column(c).to_pylist() for c in model.SCHEMA.names]
+        df = delta_io.conform(delta_io.read_date(spark, table, table.path(settings), event_date), table)
+        arrow = df.toArrow()
+        columns = [arrow.column(i).to_pylist() for i in range(arrow.num_columns)]
         out.append(load.GoldRows(name, list(model.SCHEMA.names), list(zip(*columns))))
     return out
 
 
-def gold_to_postgres(settings: Settings, event_date: date, run_id: str, connect: load.Connect,
+def gold_to_postgres(spark, settings: Settings, event_date: date, run_id: str, connect: load.Connect,
                      silver_stats: dict, position: dict | None) -> dict:
     """Load every gold table's rows of event_date into PostgreSQL and record
     the run in ops.batch_runs, all in one transaction."""
-    tables = read_gold(settings, event_date)
+    tables = read_gold(spark, settings, event_date)
     run = load.BatchRun(
         run_id=run_id, event_date=event_date,
         bronze_rows=int(silver_stats["bronze_rows"]), bronze_version=silver_stats.get("bronze_version"),
