@@ -1,5 +1,6 @@
-"""Helpers for tests against the real broker: fresh topics, reading a topic
-back, a small local Spark session. Imported by the producer and source tests."""
+"""Helpers for tests against the real broker: fresh topics, recreating a
+topic, reading a topic back. Imported by the broker, producer and stream
+data-loss tests."""
 
 from __future__ import annotations
 
