@@ -25,6 +25,7 @@ import requests
 from dotenv import dotenv_values
 from typer.testing import CliRunner
 
+from lakehouse.batch import completeness
 from lakehouse.platform import airflow, cli, secrets, stack
 from lakehouse.platform.isolated import isolated_settings
 from lakehouse.platform.services import env_file, services
@@ -136,14 +137,18 @@ def test_no_secret_in_any_process_arguments(full_stack):
 
 
 def test_no_secret_in_rendered_task_logs_or_any_log_file(full_stack):
-    """A DAG run through the REST API (for yesterday: a date the completeness
-    sensor lets run at once); every task's log as the UI renders it, then
-    every log file of the run directory."""
+    """A DAG run through the REST API (for the day before yesterday: a date
+    whose cutoff, D+1 00:00 UTC + the allowed lateness, has passed at any time
+    of day, so the completeness sensor lets it run at once; yesterday's waits
+    until 01:00 UTC); every task's log as the UI renders it, then every log
+    file of the run directory."""
     values = _secrets(full_stack)
     api = Api(full_stack)
     wait_for_dag(api, DAG_ID)
-    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat()
-    resp = api.post(f"/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {"event_date": yesterday}})
+    event_date = (datetime.now(timezone.utc) - timedelta(days=2)).date()
+    assert completeness.cutoff(event_date, timedelta(minutes=full_stack.batch_allowed_lateness_minutes)) \
+        < datetime.now(timezone.utc)
+    resp = api.post(f"/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {"event_date": event_date.isoformat()}})
     assert resp.status_code == 200, resp.text
     run_id = resp.json()["dag_run_id"]
     wait_for_run(api, DAG_ID, run_id, timeout=1200)
