@@ -45,9 +45,8 @@ STREAMING_SPARK_CONF = {
     # micro-batch) are renamed into place through Hadoop's FileSystem API, not
     # its FileContext API: on a local disk FileContext's rename looks up
     # symlinks by running `readlink` in a child process (Hadoop's
-    # RawLocalFileSystem), a fork of this JVM per file. Same atomic rename
-    # (POSIX rename; a batch's file is never overwritten), a tenth of a core
-    # less at 200 events/s (docs/performance.md).
+    # RawLocalFileSystem), a fork of this JVM per file. The same atomic POSIX
+    # rename, a tenth of a core less at 200 events/s (docs/performance.md).
     "spark.sql.streaming.checkpointFileManagerClass":
         "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
 }
