@@ -2,7 +2,7 @@
 both streaming queries apply to every Kafka record.
 
 Where it runs: `validate_arrow` is the body of an Arrow UDF
-(lakehouse.stream.parse) that Spark calls on batches of Kafka values and
+(lakehouse.stream.source) that Spark calls on batches of Kafka values and
 timestamps; it returns, per record, the parsed fields and `reason` (NULL for a
 valid event, else the first rule the message breaks). The same rules written
 as Spark SQL expressions over VARIANT were measured slower (docs/decisions.md).
@@ -269,10 +269,12 @@ def _classify(values, reference_us) -> tuple[list, ...]:
     return eid, uid, etype, page, src, ets, text, reason
 
 
-def validate_arrow(values: pa.Array, kafka_ts_us: pa.Array) -> pa.StructArray:
+def validate_arrow(values: pa.Array, kafka_ts_us: pa.Array) -> pa.Array:
     """The Arrow UDF body: Kafka values (binary) and Kafka timestamps (int64
     microseconds, the reference of the future rule) -> a VALIDATED_TYPE struct
-    per record. Pure: the same input always gives the same output."""
+    array, one per record. Pure: the same input always gives the same output.
+    (Annotated `pa.Array`, not `pa.StructArray`: Spark reads a scalar Arrow
+    UDF from exactly these hints.)"""
     eid, uid, etype, page, src, ets, _, reason = _classify(values.to_pylist(), kafka_ts_us.to_pylist())
     return pa.StructArray.from_arrays(
         [pa.array(eid, pa.string()), pa.array(uid, pa.int64()), pa.array(etype, pa.string()),

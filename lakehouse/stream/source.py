@@ -22,7 +22,6 @@ snappy, lz4, zstd) and handles transaction markers and compacted gaps.
 
 from __future__ import annotations
 
-import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -67,19 +66,16 @@ def kafka_stream(spark: SparkSession, settings: Settings, **extra: str) -> DataF
     return spark.readStream.format("kafka").options(**kafka_options(settings), **extra).load()
 
 
-def _validate(values: pa.Array, kafka_ts_us: pa.Array) -> pa.Array:
-    from lakehouse.validation import validate_arrow
-
-    return validate_arrow(values, kafka_ts_us)
-
-
 def _validate_udf():
+    """lakehouse.validation.validate_arrow as an Arrow UDF. The worker unpickles
+    the function by reference, so it imports lakehouse.validation only (not
+    this module, with the settings and pydantic)."""
     from pyspark.sql.functions import arrow_udf
     from pyspark.sql.pandas.types import from_arrow_type
 
-    from lakehouse.validation import VALIDATED_TYPE
+    from lakehouse.validation import VALIDATED_TYPE, validate_arrow
 
-    return arrow_udf(_validate, from_arrow_type(VALIDATED_TYPE))
+    return arrow_udf(validate_arrow, from_arrow_type(VALIDATED_TYPE))
 
 
 def validated(kafka: DataFrame) -> DataFrame:
