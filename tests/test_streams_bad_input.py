@@ -18,13 +18,14 @@ import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+import psutil
 import psycopg2
 import pytest
 from confluent_kafka import Producer as ConfluentProducer
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewPartitions
 
-from lakehouse.spark import spark_session
+from lakehouse.stream.app import streams_session
 from lakehouse.stream.progress import ProgressRecorder
 from lakehouse.validation import reason_code
 from spark_jobs import fast_aggregation, raw_landing
@@ -102,7 +103,7 @@ def end_offsets(query) -> dict:
 @pytest.fixture(scope="module")
 def run(core_stack, tmp_path_factory):
     settings = stream_settings(core_stack, tmp_path_factory.mktemp("bad-input"), stream_max_records_per_batch=2000)
-    spark = spark_session(settings, "test-streams-bad-input")
+    spark = streams_session(settings, "test-streams-bad-input")
     spark.streams.addListener(
         ProgressRecorder(settings.pg_dsn("writer"), [raw_landing.QUERY_NAME, fast_aggregation.QUERY_NAME])
     )
@@ -234,6 +235,21 @@ def test_the_streams_never_restarted(run):
     assert [q.runId for q in queries] == run_ids
     assert all(q.isActive for q in queries)
     assert all(q.exception() is None for q in queries)
+
+
+def test_the_validation_udf_ran_in_workers_forked_from_the_streams_daemon(run):
+    """Every record above went through the validation UDF in Python workers
+    forked from lakehouse.stream.python_daemon (the UDF's imports done once)."""
+    def cmdline(proc):
+        try:
+            return " ".join(proc.cmdline())
+        except psutil.Error:
+            return ""
+
+    daemons = {p.pid: p for p in psutil.Process().children(recursive=True)
+               if "-m lakehouse.stream.python_daemon pyspark.worker" in cmdline(p)}
+    workers = [p for p in daemons.values() if p.ppid() in daemons]
+    assert workers, daemons
 
 
 def test_bronze_and_quarantine_hold_exactly_the_committed_records_once(run):

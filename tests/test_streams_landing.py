@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 from lakehouse.stream.progress import ProgressRecorder
-from lakehouse.spark import spark_session
+from lakehouse.stream.app import streams_session
 from lakehouse.validation import reason_code
 from spark_jobs import fast_aggregation, raw_landing
 from tests.streams_helpers import (
@@ -53,7 +53,7 @@ def consumed(query) -> int:
 def run(core_stack, tmp_path_factory):
     """Produce N messages through both queries, running in one Spark session."""
     settings = stream_settings(core_stack, tmp_path_factory.mktemp("streams"))
-    spark = spark_session(settings, "test-streams")
+    spark = streams_session(settings, "test-streams")
     spark.streams.addListener(
         ProgressRecorder(settings.pg_dsn("writer"), [raw_landing.QUERY_NAME, fast_aggregation.QUERY_NAME])
     )

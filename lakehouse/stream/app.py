@@ -49,6 +49,10 @@ STREAMING_SPARK_CONF = {
     # rename, a tenth of a core less at 200 events/s (docs/performance.md).
     "spark.sql.streaming.checkpointFileManagerClass":
         "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
+    # Python workers are forked from a daemon that has already imported the
+    # validation UDF's modules (lakehouse.stream.python_daemon): a new worker
+    # starts at once and the workers share those pages.
+    "spark.python.daemon.module": "lakehouse.stream.python_daemon",
 }
 
 
@@ -104,6 +108,16 @@ class GracefulStop:
                 raise exc
 
 
+def streams_session(settings, app_name: str):
+    """The streams application's Spark session: lakehouse.spark's session with
+    the streaming JVM options and STREAMING_SPARK_CONF. Tests that run the
+    queries in-process use it too."""
+    from lakehouse.spark import driver_java_options, spark_session
+
+    return spark_session(settings, app_name, **{"spark.driver.extraJavaOptions": driver_java_options(settings)},
+                         **STREAMING_SPARK_CONF)
+
+
 def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     """Entry point shared by the streaming jobs: one Spark session, the
     graceful-stop handler, the progress listener, the queries, then block
@@ -111,12 +125,10 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     settings, stop)`; several queries share the application (one JVM)."""
     from lakehouse.stream.progress import ProgressRecorder
     from lakehouse.settings import get_settings
-    from lakehouse.spark import driver_java_options, spark_session
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    spark = spark_session(settings, app_name, **{"spark.driver.extraJavaOptions": driver_java_options(settings)},
-                          **STREAMING_SPARK_CONF)
+    spark = streams_session(settings, app_name)
     stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
     spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), list(starts)))
     queries = []
