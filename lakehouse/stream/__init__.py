@@ -8,6 +8,8 @@
     realtime.py   fast aggregation: minute windows, the future-skew rule, upserts
     progress.py   Spark's progress of each micro-batch -> ops.stream_progress
     app.py        one Spark application for the queries, graceful stop
+    python_daemon.py  Spark's Python daemon for the streams: the UDF's imports
+                  done once, before the workers are forked
 
 The jobs in spark_jobs/ wire these together; the Delta tables are declared in
 lakehouse.catalog.
