@@ -7,13 +7,11 @@ import json
 import subprocess
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 from lakehouse.stream.progress import lag, progress_row
 from lakehouse.stream.realtime import table_rows, utc_instant
 
 W = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_lag_sums_partitions_behind_the_high_watermark():
@@ -97,6 +95,14 @@ def test_raw_landing_batching_options():
     assert "minOffsetsPerTrigger" not in kafka_options(Settings(_env_file=None))
 
 
+def _fresh_python(code: str):
+    """What `code` prints as JSON, run in a fresh interpreter of this venv, from the repository."""
+    from lakehouse.settings import REPO_ROOT
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    return json.loads(out.stdout)
+
+
 def test_the_validation_udf_brings_only_lakehouse_validation_into_a_worker():
     """Spark's Python worker unpickles the UDF's function by reference: it is
     lakehouse.validation's, so a worker imports neither the settings (pydantic)
@@ -107,12 +113,10 @@ def test_the_validation_udf_brings_only_lakehouse_validation_into_a_worker():
     from lakehouse.stream.source import _validate_udf
 
     blob = cloudpickle.dumps(_validate_udf().func)
-    code = (f"import json, pickle, sys; pickle.loads({blob!r}); "
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('lakehouse', 'pydantic', 'pyspark'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert json.loads(out.stdout) == ["lakehouse", "lakehouse.contract", "lakehouse.validation"]
+    assert _fresh_python(
+        f"import json, pickle, sys; pickle.loads({blob!r}); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('lakehouse', 'pydantic', 'pyspark'))))"
+    ) == ["lakehouse", "lakehouse.contract", "lakehouse.validation"]
     preloaded = ("pandas", "pyarrow.compute", "msgspec", "pyspark.worker", "lakehouse.validation")
-    code = (f"import json, sys, lakehouse.stream.python_daemon; "
-            f"print(json.dumps([m for m in {preloaded!r} if m not in sys.modules]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert json.loads(out.stdout) == []
+    assert _fresh_python(f"import json, sys, lakehouse.stream.python_daemon; "
+                         f"print(json.dumps([m for m in {preloaded!r} if m not in sys.modules]))") == []
