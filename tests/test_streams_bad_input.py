@@ -252,6 +252,25 @@ def test_the_validation_udf_ran_in_workers_forked_from_the_streams_daemon(run):
     assert workers, daemons
 
 
+def test_fast_aggregation_validates_a_record_once(run, capsys):
+    """One ArrowEvalPython in fast aggregation's stateless part: the validation
+    UDF runs once per record. As a deterministic UDF, Spark pushed the
+    `reason IS NULL` filter below the projection computing it and ran the UDF
+    twice (two Python workers per task, twice the work)."""
+    from pyspark.sql import SparkSession
+
+    from lakehouse.stream.realtime import on_time_events
+    from lakehouse.stream.source import validated
+
+    settings = run[0]
+    spark = SparkSession.builder.getOrCreate()  # the module's streams session
+    kafka = spark.createDataFrame([(b"k", b"{}", "t", 0, 1, T0, 0)], "key binary, value binary, topic string, "
+                                  "partition int, offset long, timestamp timestamp, timestampType int")
+    on_time_events(validated(kafka), settings.realtime_future_skew_minutes).explain()
+    plan = capsys.readouterr().out
+    assert plan.count("ArrowEvalPython") == 1, plan
+
+
 def test_bronze_and_quarantine_hold_exactly_the_committed_records_once(run):
     settings, sent, _, _, _ = run
     events, quarantine = delta_rows(settings, "events"), delta_rows(settings, "quarantine")

@@ -69,13 +69,20 @@ def kafka_stream(spark: SparkSession, settings: Settings, **extra: str) -> DataF
 def _validate_udf():
     """lakehouse.validation.validate_arrow as an Arrow UDF. The worker unpickles
     the function by reference, so it imports lakehouse.validation only (not
-    this module, with the settings and pydantic)."""
+    this module, with the settings and pydantic).
+
+    Marked nondeterministic so that Spark evaluates it once per record: for a
+    deterministic UDF the optimizer pushes a filter on its result (fast
+    aggregation's `reason IS NULL`) below the projection that computes it,
+    and the physical plan then ran the UDF twice, in two Python workers per
+    task. The rules themselves are deterministic (a replay gets the same
+    verdicts, see `validated`)."""
     from pyspark.sql.functions import arrow_udf
     from pyspark.sql.pandas.types import from_arrow_type
 
     from lakehouse.validation import VALIDATED_TYPE, validate_arrow
 
-    return arrow_udf(validate_arrow, from_arrow_type(VALIDATED_TYPE))
+    return arrow_udf(validate_arrow, from_arrow_type(VALIDATED_TYPE)).asNondeterministic()
 
 
 def validated(kafka: DataFrame) -> DataFrame:
