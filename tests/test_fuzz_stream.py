@@ -153,7 +153,10 @@ def test_every_fuzzed_record_lands_once_with_its_verdict_and_the_stream_never_re
             columns=["kafka_partition", "kafka_offset", "reason"])
         return (events, quarantine) if events.num_rows + quarantine.num_rows >= len(sent) else None
 
-    events, quarantine = wait_for(lambda: _quietly(landed), 900, f"{len(sent)} records in bronze", every=5)
+    try:
+        events, quarantine = wait_for(lambda: _quietly(landed), 900, f"{len(sent)} records in bronze", every=5)
+    except TimeoutError as exc:  # say where the streams were (a CI run once timed out here)
+        raise TimeoutError(f"{exc}\n{_streams_state(s)}") from None
     time.sleep(10)  # a batch landing twice would show up now
     events, quarantine = landed()
 
@@ -176,6 +179,27 @@ def test_every_fuzzed_record_lands_once_with_its_verdict_and_the_stream_never_re
     assert wrong == []
     assert len(coords) >= PRODUCER_EVENTS // 2 and len(q_coords) >= 5_000, (len(coords), len(q_coords))
     assert _streams_process(s) == (pid, started), "the streams program restarted during the fuzz"
+
+
+def _streams_state(s) -> str:
+    """The end of the streams program's log and its JVM's task threads, for a timeout's message."""
+    import subprocess
+
+    import psutil
+
+    log = s.log_dir / "streams.log"
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-80:]) if log.exists() else f"no {log}"
+    threads = ""
+    pid, _ = _streams_process(s)
+    for child in psutil.Process(pid).children(recursive=True):
+        if child.name() == "java":
+            try:
+                dump = subprocess.run(["jstack", str(child.pid)], capture_output=True, text=True, timeout=60).stdout
+            except (OSError, subprocess.SubprocessError) as exc:
+                dump = f"jstack: {exc}"
+            threads = "\n\n".join(t[:3000] for t in dump.split("\n\n") if "Executor task launch" in t
+                                   or "stream execution thread" in t)
+    return f"streams.log (end):\n{tail}\n\nstreams JVM task and query threads:\n{threads}"
 
 
 def _quietly(fn):
