@@ -12,6 +12,7 @@ the validation rules, and never restart.
 from __future__ import annotations
 
 import random
+import re
 import time
 
 import pytest
@@ -153,8 +154,14 @@ def test_every_fuzzed_record_lands_once_with_its_verdict_and_the_stream_never_re
             columns=["kafka_partition", "kafka_offset", "reason"])
         return (events, quarantine) if events.num_rows + quarantine.num_rows >= len(sent) else None
 
+    def landed_unless_restarted():
+        info = stack._proxy(s).supervisor.getProcessInfo("streams")
+        if (info["pid"], info["start"]) != (pid, started):  # fail at once, with the reason in the log
+            raise AssertionError(f"the streams program restarted during the fuzz\n{_streams_state(s)}")
+        return _quietly(landed)
+
     try:
-        events, quarantine = wait_for(lambda: _quietly(landed), 900, f"{len(sent)} records in bronze", every=5)
+        events, quarantine = wait_for(landed_unless_restarted, 900, f"{len(sent)} records in bronze", every=5)
     except TimeoutError as exc:  # say where the streams were (a CI run once timed out here)
         raise TimeoutError(f"{exc}\n{_streams_state(s)}") from None
     time.sleep(10)  # a batch landing twice would show up now
@@ -188,10 +195,14 @@ def _streams_state(s) -> str:
     import psutil
 
     log = s.log_dir / "streams.log"
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-80:]) if log.exists() else f"no {log}"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else [f"no {log}"]
+    errors = [line for line in lines if re.search(r"ERROR|Exception|Error\b|Traceback|OutOfMemory|Killed", line)]
+    tail = "\n".join(["(error lines)", *errors[-40:], "(last lines)", *lines[-80:]])
     threads = ""
-    pid, _ = _streams_process(s)
-    for child in psutil.Process(pid).children(recursive=True):
+    info = stack._proxy(s).supervisor.getProcessInfo("streams")
+    if info["statename"] != "RUNNING" or not info["pid"]:
+        return f"streams program: {info}\nstreams.log (end):\n{tail}"
+    for child in psutil.Process(info["pid"]).children(recursive=True):
         if child.name() == "java":
             try:
                 dump = subprocess.run(["jstack", str(child.pid)], capture_output=True, text=True, timeout=60).stdout
@@ -199,7 +210,7 @@ def _streams_state(s) -> str:
                 dump = f"jstack: {exc}"
             threads = "\n\n".join(t[:3000] for t in dump.split("\n\n") if "Executor task launch" in t
                                    or "stream execution thread" in t)
-    return f"streams.log (end):\n{tail}\n\nstreams JVM task and query threads:\n{threads}"
+    return f"streams program: {info}\nstreams.log (end):\n{tail}\n\nstreams JVM task and query threads:\n{threads}"
 
 
 def _quietly(fn):
