@@ -85,7 +85,9 @@ def test_targets_from_the_broker_with_an_idle_partition(core_stack):
     admin = KafkaAdminClient(bootstrap_servers=core_stack.kafka_bootstrap_list)
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     admin.close()
-    cut_ms = int(CUT.timestamp() * 1000)
+    # a cutoff two days ago: the broker refuses records stamped before its retention
+    cut = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    cut_ms = int(cut.timestamp() * 1000)
     producer = KafkaProducer(bootstrap_servers=core_stack.kafka_bootstrap_list)
     # partition 0: 3 records before the cutoff, 2 after; partition 1: 2 before only
     # (idle since); partition 2: nothing at all.
@@ -95,10 +97,10 @@ def test_targets_from_the_broker_with_an_idle_partition(core_stack):
         producer.send(topic, value=b"y", partition=1, timestamp_ms=cut_ms + ts)
     producer.flush()
     producer.close()
-    targets, beginnings = completeness.targets(core_stack.kafka_bootstrap_list, topic, CUT)
+    targets, beginnings = completeness.targets(core_stack.kafka_bootstrap_list, topic, cut)
     assert targets == {0: 3, 1: 2, 2: 0}
     assert beginnings == {0: 0, 1: 0, 2: 0}
-    now = CUT + HOUR
-    assert completeness.judge(now, CUT, {0: 3, 1: 2, 2: 0}, targets).complete  # caught up: idle ones do not block
-    assert not completeness.judge(now, CUT, {0: 3, 1: 1, 2: 0}, targets).complete
-    assert not completeness.judge(now, CUT, {0: 2, 1: 2}, targets).complete
+    now = cut + HOUR
+    assert completeness.judge(now, cut, {0: 3, 1: 2, 2: 0}, targets).complete  # caught up: idle ones do not block
+    assert not completeness.judge(now, cut, {0: 3, 1: 1, 2: 0}, targets).complete
+    assert not completeness.judge(now, cut, {0: 2, 1: 2}, targets).complete

@@ -66,6 +66,7 @@ def test_broker_config_is_one_loopback_node_with_replication_1(tmp_path):
         assert props[key] == "1", key
     assert props["log.dirs"] == str(settings.run_dir / "kafka")
     assert props["log.retention.hours"] == "168" and int(props["log.retention.bytes"]) == 4 * 1024**3
+    assert props["log.message.timestamp.before.max.ms"] == str(168 * 3_600_000)
     broker.write_config(settings)
     cmd = broker.server_command(settings)
     assert "-Xmx384m" in cmd and cmd[-2] == "kafka.Kafka"
@@ -123,6 +124,30 @@ def test_topic_has_the_configured_partitions_and_creating_it_again_is_a_noop(own
         assert len(desc["partitions"]) == own_stack.kafka_partitions
     finally:
         admin.close()
+
+
+def test_a_record_stamped_older_than_the_retention_is_refused_and_deletes_nothing(own_stack):
+    """Kafka deletes a segment by its largest record timestamp, the producer's:
+    a record stamped before the retention would go at the next retention check,
+    unread. The broker refuses it at once; one stamped just inside is kept."""
+    import time
+
+    from kafka.errors import InvalidTimestampError
+
+    topic = fresh_topic(own_stack, partitions=1)
+    retention_ms = own_stack.broker_retention_hours * 3_600_000
+    now_ms = int(time.time() * 1000)
+    producer = KafkaProducer(bootstrap_servers=own_stack.kafka_bootstrap_list, acks="all", retries=0)
+    try:
+        # one send each: the broker refuses a whole record batch for one such record
+        assert producer.send(topic, value=b"inside", timestamp_ms=now_ms - retention_ms + 3_600_000) \
+            .get(timeout=30).offset == 0
+        for ts in (now_ms - retention_ms - 60_000, 0):
+            with pytest.raises(InvalidTimestampError):
+                producer.send(topic, value=b"old", timestamp_ms=ts).get(timeout=30)
+    finally:
+        producer.close()
+    assert [r.value for r in read_topic(own_stack, topic, 1)] == [b"inside"]
 
 
 def test_down_and_up_keep_the_log_and_the_cluster(own_stack):

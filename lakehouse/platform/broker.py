@@ -111,6 +111,15 @@ def server_properties(settings: Settings) -> dict[str, str]:
         "log.retention.hours": str(settings.broker_retention_hours),
         "log.retention.bytes": str(settings.broker_retention_bytes),
         "log.segment.bytes": str(256 * MB),
+        # Time retention goes by each segment's largest record timestamp, which
+        # is the producer's (CreateTime). A record stamped older than the
+        # retention, alone in a partition's segment, was deleted at the next
+        # retention check (30 s after start, then every 5 min) before the
+        # streams read it, and raw landing then stopped on Spark's data-loss
+        # check at every restart. The broker refuses such a record instead
+        # (the producer gets INVALID_TIMESTAMP): nothing it accepts is deleted
+        # before its retention has passed.
+        "log.message.timestamp.before.max.ms": str(settings.broker_retention_hours * 3_600_000),
         # the producer's max_request_size: oversize events reach the topic (and quarantine)
         "message.max.bytes": str(MESSAGE_MAX_BYTES),
         "num.network.threads": "2",
