@@ -58,7 +58,10 @@ def generated_values() -> list[bytes | None]:
 
     values: list[bytes | None] = []
 
-    # derandomize: the same values every run, so a failure can be reproduced
+    # derandomize: a fixed seed. The values still differ a little between
+    # processes (14,130, 14,335 and 14,690 messages in three runs on one
+    # machine, 14,000 in two CI runs; cause not found), so not every failure
+    # reproduces from the seed alone.
     @settings(max_examples=400, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(st.lists(st.tuples(message_values, st.integers(0, 2**32)), min_size=5, max_size=10))
@@ -137,7 +140,9 @@ def test_every_fuzzed_record_lands_once_with_its_verdict_and_the_stream_never_re
         key = rng.choice([None, b"", str(rng.randrange(10**6)).encode(), rng.randbytes(rng.randrange(1, 40))])
         if value is None and key is None:
             key = b"tombstone"  # a record needs a key or a value
-        ts = rng.choice([None] * 8 + [now_ms - 86_400_000 * 400, now_ms + 3_600_000, 0])
+        # Explicit timestamps: up to an hour ahead (Kafka 4 refuses more) and two or
+        # six days behind (inside the broker's retention: it refuses older, see test_broker).
+        ts = rng.choice([None] * 8 + [now_ms - 86_400_000 * 6, now_ms + 3_600_000, now_ms - 86_400_000 * 2])
         records.append((key, value, ts))
     sent = []
     senders = [(send_kafka_python, c) for c in CODECS] + [(send_confluent, c) for c in CODECS]
