@@ -78,8 +78,13 @@ def generated_values() -> list[bytes | None]:
     return values
 
 
+def _streams_info(s) -> dict:
+    """The process manager's record of the streams program (state, pid, start time)."""
+    return stack._proxy(s).supervisor.getProcessInfo("streams")
+
+
 def _streams_process(s) -> tuple[int, int]:
-    info = stack._proxy(s).supervisor.getProcessInfo("streams")
+    info = _streams_info(s)
     assert info["statename"] == "RUNNING", info
     return info["pid"], info["start"]
 
@@ -160,7 +165,7 @@ def test_every_fuzzed_record_lands_once_with_its_verdict_and_the_stream_never_re
         return (events, quarantine) if events.num_rows + quarantine.num_rows >= len(sent) else None
 
     def landed_unless_restarted():
-        info = stack._proxy(s).supervisor.getProcessInfo("streams")
+        info = _streams_info(s)
         if (info["pid"], info["start"]) != (pid, started):  # fail at once, with the reason in the log
             raise AssertionError(f"the streams program restarted during the fuzz\n{_streams_state(s)}")
         return _quietly(landed)
@@ -204,7 +209,7 @@ def _streams_state(s) -> str:
     errors = [line for line in lines if re.search(r"ERROR|Exception|Error\b|Traceback|OutOfMemory|Killed", line)]
     tail = "\n".join(["(error lines)", *errors[-40:], "(last lines)", *lines[-80:]])
     threads = ""
-    info = stack._proxy(s).supervisor.getProcessInfo("streams")
+    info = _streams_info(s)
     if info["statename"] != "RUNNING" or not info["pid"]:
         return f"streams program: {info}\nstreams.log (end):\n{tail}"
     for child in psutil.Process(info["pid"]).children(recursive=True):
