@@ -28,6 +28,7 @@ exactly that date, so re-running a date (late data, a fix) is always safe.
 Spark tasks get their session from the `spark_default` connection: the
 stack's Spark Connect server (no task starts a JVM); Delta is written by
 delta-spark on the executors with `replaceWhere` on the date.
+`gold_to_postgres` reads the date's few gold rows with delta-rs.
 
 **Which date.** A run processes the date its data interval starts on: the
 scheduled run at 01:00 UTC processes the day before, and so does `airflow
@@ -206,10 +207,11 @@ def lakehouse_bronze_to_gold():
         settings, event_date, _ = _run()
         return jobs.silver_to_gold(spark, settings, event_date)
 
-    @spark_task()
-    def gold_to_postgres(silver_stats: dict, position: dict | None, spark=None):
+    @task
+    def gold_to_postgres(silver_stats: dict, position: dict | None):
         """Replace the event date's rows of all four `gold.*` tables and record
-        the run in `ops.batch_runs`, in ONE transaction. A value PostgreSQL
+        the run in `ops.batch_runs`, in ONE transaction. The gold rows (a
+        handful) are read with delta-rs: no Spark session. A value PostgreSQL
         rejects fails the run at once (table, column, value; no retry); an
         outage rolls back and is retried."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -219,7 +221,7 @@ def lakehouse_bronze_to_gold():
 
         settings, event_date, run_id = _run()
         try:
-            return jobs.gold_to_postgres(spark, settings, event_date, run_id, _pg_connect(), silver_stats, position)
+            return jobs.gold_to_postgres(settings, event_date, run_id, _pg_connect(), silver_stats, position)
         except GoldValueError as exc:
             raise AirflowFailException(str(exc)) from None
 

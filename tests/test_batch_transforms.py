@@ -165,6 +165,28 @@ def test_gold_of_an_empty_day_has_no_rows(spark):
         assert gold(spark, name, []) == [], name
 
 
+def test_a_gold_date_written_by_delta_spark_reads_back_with_delta_rs(spark, tmp_path):
+    """gold_to_postgres reads the gold rows with delta-rs (delta_io.read_small_date):
+    the date's rows only, the catalogue's columns and types, whatever the
+    writer's column order; a table not written yet is an empty date."""
+    from lakehouse import catalog
+    from lakehouse.batch import delta_io
+
+    table = catalog.GOLD["events_per_source_daily"]
+    path = str(tmp_path / "gold" / table.name)
+    assert delta_io.read_small_date(table, path, D).equals(table.schema.empty_table())
+    other = D + timedelta(days=1)
+    for day, rows in ((D, [("web", 4), ("mobile", 2)]), (other, [("web", 9)])):
+        # columns in another order than the catalogue's: the writer conforms them
+        df = spark.createDataFrame([(n, s, day) for s, n in rows], "event_count long, source string, event_date date")
+        delta_io.replace_date(df, table, path, day)
+    got = delta_io.read_small_date(table, path, D)
+    assert got.schema == table.schema
+    assert sorted(zip(*[got.column(i).to_pylist() for i in range(got.num_columns)])) == \
+        [(D, "mobile", 2), (D, "web", 4)]
+    assert delta_io.read_small_date(table, path, other).num_rows == 1
+
+
 def test_event_date_resolution():
     start = datetime(2026, 11, 20, 1, 0, tzinfo=timezone.utc)
     assert resolve_event_date(None, start) == D

@@ -1,6 +1,9 @@
-"""Delta access for the batch layer, through Spark (delta-spark) only.
+"""Delta access for the batch layer: every write, and every read of a day's
+events, through Spark (delta-spark); a date of a small result table (gold: a
+handful of rows) read with delta-rs, which needs no Spark session
+(`read_small_date`).
 
-Every function takes a SparkSession, classic or Spark Connect: no
+Every Spark function takes a SparkSession, classic or Spark Connect: no
 `sparkContext`, no RDD, no py4j, so the DAG's tasks run on the stack's Spark
 Connect server (or any other endpoint `spark_default` names). Reads and writes
 run on the executors; nothing of a day is collected to the driver.
@@ -61,6 +64,21 @@ def read_date(spark, table: Table, path: str, event_date: date, version: int | N
         log.info("no Delta table at %s: %s is empty", path, event_date)
         return empty_frame(spark, table)
     return df.select(*table.schema.names)
+
+
+def read_small_date(table: Table, path: str, event_date: date):
+    """One event date of a small Delta table (a gold result: a few rows per
+    date) as an Arrow table with the catalogue's columns and types, read with
+    delta-rs in this process: no Spark session, no Spark job. Only the date's
+    partition is read; a missing table is an empty date."""
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(path):
+        log.info("no Delta table at %s: %s is empty", path, event_date)
+        return table.schema.empty_table()
+    rows = DeltaTable(path).to_pyarrow_table(columns=list(table.schema.names),
+                                             filters=[(PARTITION, "=", event_date)])
+    return rows.cast(table.schema)
 
 
 def empty_frame(spark, table: Table):

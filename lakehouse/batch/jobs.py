@@ -170,23 +170,23 @@ def silver_to_gold(spark, settings: Settings, event_date: date) -> dict[str, int
     return rows
 
 
-def read_gold(spark, settings: Settings, event_date: date) -> list[load.GoldRows]:
-    """Every gold table's rows of the date (a handful: collected is fine)."""
+def read_gold(settings: Settings, event_date: date) -> list[load.GoldRows]:
+    """Every gold table's rows of the date (a handful per table), read with
+    delta-rs: no Spark session for a few rows."""
     out = []
     for name, model in MODELS.items():
         table = catalog.GOLD[name]
-        df = delta_io.conform(delta_io.read_date(spark, table, table.path(settings), event_date), table)
-        arrow = df.toArrow()
-        columns = [arrow.column(i).to_pylist() for i in range(arrow.num_columns)]
+        rows = delta_io.read_small_date(table, table.path(settings), event_date)
+        columns = [rows.column(i).to_pylist() for i in range(rows.num_columns)]
         out.append(load.GoldRows(name, list(model.SCHEMA.names), list(zip(*columns))))
     return out
 
 
-def gold_to_postgres(spark, settings: Settings, event_date: date, run_id: str, connect: load.Connect,
+def gold_to_postgres(settings: Settings, event_date: date, run_id: str, connect: load.Connect,
                      silver_stats: dict, position: dict | None) -> dict:
     """Load every gold table's rows of event_date into PostgreSQL and record
     the run in ops.batch_runs, all in one transaction."""
-    tables = read_gold(spark, settings, event_date)
+    tables = read_gold(settings, event_date)
     run = load.BatchRun(
         run_id=run_id, event_date=event_date,
         bronze_rows=int(silver_stats["bronze_rows"]), bronze_version=silver_stats.get("bronze_version"),
