@@ -155,8 +155,9 @@ def silver_to_gold(spark, settings: Settings, event_date: date) -> dict[str, int
     columns it needs (Parquet), which measured faster than caching the day
     for the four of them. The four writes run at once, one thread each on the
     same session: each is a small job plus a Delta commit that first rebuilds
-    the table's snapshot, mostly waiting on the driver, so together they take
-    ~3.5 s instead of ~5 s one after the other (docs/performance.md). Each
+    the table's snapshot, mostly waiting on the driver, so together they took
+    4.6-5.2 s instead of 6.2-6.4 s one after the other on a 1M-event day
+    (docs/performance.md, session 16). Each
     table is still one atomic commit; if one fails the task fails and its
     retry replaces the date in all four again."""
     from concurrent.futures import ThreadPoolExecutor
