@@ -3,7 +3,8 @@ transform, load. The DAG passes the Spark session (from the provider's
 @task.pyspark: a Spark Connect session by default), the settings and the
 event date; every function replaces exactly that date, so each task is safe
 to retry and re-run. Spark work stays on the executors (delta-spark writes
-with replaceWhere); only the four tiny gold results reach the task."""
+with replaceWhere); only the four tiny gold results reach a task, read with
+delta-rs by gold_to_postgres, which needs no Spark session."""
 
 from __future__ import annotations
 
@@ -157,9 +158,8 @@ def silver_to_gold(spark, settings: Settings, event_date: date) -> dict[str, int
     same session: each is a small job plus a Delta commit that first rebuilds
     the table's snapshot, mostly waiting on the driver, so together they took
     4.6-5.2 s instead of 6.2-6.4 s one after the other on a 1M-event day
-    (docs/performance.md, session 16). Each
-    table is still one atomic commit; if one fails the task fails and its
-    retry replaces the date in all four again."""
+    (docs/performance.md, session 16). Each table is still one atomic commit;
+    if one fails the task fails and its retry replaces the date in all four."""
     from concurrent.futures import ThreadPoolExecutor
 
     from pyspark.sql import Observation

@@ -6,9 +6,10 @@ each import what its UDF needs after the fork: pyspark's worker module, and for
 the validation UDF lakehouse.validation, msgspec, pyarrow and pandas (pyarrow
 imports it on its first `pa.array` of Python values). That is ~0.7 s more for
 every new worker and ~40 MB of private memory in each worker the two queries
-keep (two at the streams' peak: one per task slot). Imported here, a new worker is a fork with everything in
-place, and the workers share those pages copy-on-write (`gc.freeze` keeps
-Python's collector from writing to, and so copying, them).
+keep (two at the streams' peak: one per task slot). Imported here, a new
+worker is a fork with everything in place, and the workers share those pages
+copy-on-write (`gc.freeze` keeps Python's collector from writing to, and so
+copying, them).
 
 pyspark imports after the fork on purpose: a fork copies only the forking
 thread, so a lock another thread holds at that moment stays locked in the
