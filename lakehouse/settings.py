@@ -71,11 +71,13 @@ class Settings(BaseSettings):
         "512m", description="Heap of the streams application (its state is in RocksDB, off-heap)."
     )
     spark_java_options: str = Field(
-        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m",
+        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m -XX:TrimNativeHeapInterval=1000",
         description="JVM options of every Spark JVM we start (streams, Spark Connect server, local sessions): on "
         "2 cores C1-only JIT and the serial GC cost less CPU than they lose in peak speed. C1-only shrinks the "
         "JIT's code cache to 48 MB, which the classes Spark generates for every micro-batch fill within minutes "
-        "(then the JVM's sweeper spends a fifth of a core evicting code): 240 MB, the JDK's usual size.",
+        "(then the JVM's sweeper spends a fifth of a core evicting code): 240 MB, the JDK's usual size. Every "
+        "second the JVM hands the C heap's free memory back (glibc keeps what RocksDB, the codecs and the JVM "
+        "freed): the streams' peak 3-6% lower while draining (docs/performance.md, session 17).",
     )
     spark_connect_port: int = Field(
         15002, description="The Spark Connect server the DAG's Spark tasks use (spark_default), on 127.0.0.1."
