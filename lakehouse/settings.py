@@ -77,7 +77,8 @@ class Settings(BaseSettings):
         "JIT's code cache to 48 MB, which the classes Spark generates for every micro-batch fill within minutes "
         "(then the JVM's sweeper spends a fifth of a core evicting code): 240 MB, the JDK's usual size. Every "
         "second the JVM hands the C heap's free memory back (glibc keeps what RocksDB, the codecs and the JVM "
-        "freed): the streams' peak 3-6% lower while draining (docs/performance.md, session 17).",
+        "freed): the streams' peak while draining ~3% lower at the median, up to 6% per run "
+        "(docs/performance.md, session 17).",
     )
     spark_connect_port: int = Field(
         15002, description="The Spark Connect server the DAG's Spark tasks use (spark_default), on 127.0.0.1."
