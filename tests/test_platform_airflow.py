@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -76,3 +78,16 @@ def test_the_scheduler_preloads_what_tasks_import():
     cmd = airflow.command("scheduler")
     assert cmd[1:4] == ["-m", "lakehouse.platform.airflow", "scheduler"]
     assert {"great_expectations", "pyspark.sql.connect.session"} <= set(airflow.PRELOAD)
+
+
+def test_the_scheduler_idle_sleep_is_the_setting_airflow_reads(airflow_stack):
+    """Each hand-off of a DAG run (its start, every next task, its end) waits
+    for the scheduler's next loop; Airflow must read our shorter idle sleep
+    under the option name it knows ([scheduler] scheduler_idle_sleep_time)."""
+    from lakehouse.platform import airflow
+
+    env = {**os.environ, **airflow.environment(airflow_stack)}
+    res = subprocess.run([airflow.airflow_bin(), "config", "get-value", "scheduler", "scheduler_idle_sleep_time"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert float(res.stdout.strip()) == airflow_stack.airflow_scheduler_idle_sleep_seconds
