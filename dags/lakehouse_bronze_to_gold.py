@@ -65,10 +65,13 @@ def _spark_config() -> dict:
     """Session settings of every Spark task. Only SQL settings a Spark Connect
     session may change: the JVM (memory, jars, Delta) is the server's
     (`lakehouse.platform.spark_connect`), or the cluster's that `spark_default`
-    names."""
+    names. Silver's de-duplication adds its own (`silver.SESSION_CONF`)."""
+    from lakehouse.batch import silver
+
     return {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "4",
+        **silver.SESSION_CONF,
     }
 
 

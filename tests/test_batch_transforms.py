@@ -3,6 +3,8 @@ the four gold models, the event-date rule and the quality gate's messages."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from datetime import date, datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -65,6 +67,33 @@ def test_dedup_keeps_earliest_kafka_record(spark):
     assert got == [("e1", 0, 9), ("e2", 1, 4)]
     assert quarantine.num_rows == 0
     assert events.schema.names == silver.SILVER_EVENTS_SCHEMA.names
+
+
+def test_the_dedup_sorts_the_day_once_under_its_session_conf(spark, tmp_path):
+    """With silver.SESSION_CONF (what the DAG's tasks set) the plan has no
+    partial WindowGroupLimit, whose sort before the shuffle cost ~1 s per 1M
+    events; without it Spark adds one (so this test sees the setting work).
+    Read from a file: over an in-memory frame the optimizer folds the plan."""
+    bronze_df(spark, [bronze_row()]).write.parquet(str(tmp_path / "bronze"))
+
+    def plan() -> str:
+        """A new DataFrame each time: a classic DataFrame keeps its first plan."""
+        events = silver.silver_events(silver.flagged_rows(spark.read.parquet(str(tmp_path / "bronze")), D))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            events.explain()
+        return out.getvalue()
+
+    (key, value), = silver.SESSION_CONF.items()
+    before = spark.conf.get(key)
+    try:
+        spark.conf.unset(key)
+        assert "WindowGroupLimit" in plan()
+        spark.conf.set(key, value)
+        assert "WindowGroupLimit" not in plan()
+        assert "Window [row_number()" in plan()
+    finally:
+        spark.conf.set(key, before)
 
 
 def test_missing_kafka_timestamp_sorts_last(spark):

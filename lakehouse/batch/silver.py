@@ -85,6 +85,16 @@ def rule_checks(event_date: date) -> dict:
     }
 
 
+#: Session settings the de-duplication is meant to run with (the DAG's Spark
+#: tasks set them, `_spark_config`). For `row_number() = 1` per event_id Spark
+#: (3.5+) adds a partial WindowGroupLimit: a sort of the whole day *before*
+#: the shuffle, to drop duplicates early. A day's duplicates are ~1% of its
+#: rows, so that sort bought nothing; without it silver's write of a
+#: 1M-event day took 8.1-8.5 s instead of 9.2-9.5 s (docs/performance.md,
+#: session 18). Results are the same either way.
+SESSION_CONF = {"spark.sql.optimizer.windowGroupLimitThreshold": "-1"}
+
+
 def earliest_record_order():
     """The order that defines "the earliest Kafka record" of an event_id."""
     from pyspark.sql import functions as F
