@@ -123,6 +123,22 @@ def run_state(proc: subprocess.CompletedProcess) -> str | None:
     return None
 
 
+def task_errors(proc: subprocess.CompletedProcess) -> str:
+    """What to show when a run failed: the exception (and traceback's last
+    lines) of every failed task try, else the output's last lines (the
+    very end is often only py4j's noise at exit)."""
+    lines = (proc.stdout + proc.stderr).splitlines()
+    failures = [i for i, line in enumerate(lines) if "Task failed with exception" in line]
+    if not failures:
+        return "\n".join(lines[-60:])
+    blocks = []
+    for i in failures:
+        end = next((j for j in range(i + 1, len(lines)) if lines[j][:4].isdigit() and "Z [" in lines[j][:40]),
+                   len(lines))
+        blocks.append("\n".join([lines[i], *lines[max(i + 1, end - 12):end]]))
+    return "\n---\n".join(blocks)
+
+
 def gold_rows(settings: Settings, event_date: date) -> dict[str, list[tuple]]:
     """Every gold table's rows of a date (without updated_at), read as the
     read-only role, sorted by key."""

@@ -33,6 +33,7 @@ from tests.batch_helpers import (
     raw_landing_caught_up,
     run_state,
     spark_connect_server,
+    task_errors,
 )
 from tests.conftest import free_port
 
@@ -68,7 +69,7 @@ def batch(core_stack, tmp_path_factory):
 def day1(batch):
     expected = testdata.write_bronze_day(batch, D1, N_EVENTS, seed=7)
     proc = dags_test(batch, D1)
-    assert run_state(proc) == "success", proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert run_state(proc) == "success", task_errors(proc)
     return expected, proc
 
 
@@ -120,7 +121,7 @@ def test_a_day_larger_than_the_drivers_result_limit_succeeds(batch, day1):
         with pytest.raises(Exception, match="maxResultSize"):
             bronze.toArrow()  # what the old job did with the day: refused
     proc = dags_test(batch, BIG)
-    assert run_state(proc) == "success", proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert run_state(proc) == "success", task_errors(proc)
     assert_gold_matches(batch, expected)
 
 
@@ -146,7 +147,7 @@ def test_three_consecutive_dates_backfill(batch, day1):
         expected[d] = testdata.write_bronze_day(batch, d, N_EVENTS, seed=7)
     for d in (D0, D2):
         proc = dags_test(batch, d)
-        assert run_state(proc) == "success", proc.stderr[-3000:]
+        assert run_state(proc) == "success", task_errors(proc)
     for d in (D0, D1, D2):
         assert_gold_matches(batch, expected[d])
     assert gold_duplicates(batch) == 0
@@ -159,7 +160,7 @@ def test_date_without_bronze_gives_empty_gold(batch, day1):
                     "ON CONFLICT (event_date) DO UPDATE SET dau_count = 42", (EMPTY,))
     conn.close()
     proc = dags_test(batch, EMPTY)
-    assert run_state(proc) == "success", proc.stderr[-3000:]
+    assert run_state(proc) == "success", task_errors(proc)
     assert all(rows == [] for rows in gold_rows(batch, EMPTY).values())
     assert f"no bronze events for {EMPTY}" in proc.stdout + proc.stderr
 
@@ -201,7 +202,7 @@ def test_rule_breaking_rows_fail_the_gate_then_rerunning_the_fixed_date_gives_id
         day = testdata.write_bronze_day(batch, D1, N_EVENTS, seed=7)  # restore the clean day
         assert day.bronze_rows == N_EVENTS
     proc = dags_test(batch, D1)
-    assert run_state(proc) == "success", proc.stderr[-3000:]
+    assert run_state(proc) == "success", task_errors(proc)
     assert gold_checksum(batch, [D1]) == before
     assert gold_duplicates(batch) == 0
     quarantine = DeltaTable(batch.table_path("silver", "quarantine"))

@@ -59,11 +59,16 @@ def superseded_catch_up(run_id: str, connect: load.Connect) -> date | None:
 BROADCAST_SUSPECTS_MAX = 200_000
 
 
-def _observed(observation, names: tuple[str, ...], empty_input: bool) -> list[int]:
-    """The named metrics of an Observation whose query has run. Over an empty
-    local relation (`delta_io.empty_frame`) Spark reports none: zeros then."""
+def _observed(observation, names: tuple[str, ...], source) -> list[int]:
+    """The named metrics of an Observation whose query has run. Spark reports
+    none when it proved the observed plan empty and dropped it (bronze not
+    committed yet, `delta_io.empty_frame`, or a date without files with the
+    de-duplication's session settings): zeros then, once `source` (the
+    frame the observed rows come from) is checked to be empty."""
     metrics = observation.get
-    if not metrics and empty_input:
+    if not metrics:
+        if not source.isEmpty():
+            raise RuntimeError(f"Spark reported no {'/'.join(names)} metrics although the input has rows")
         return [0] * len(names)
     return [int(metrics[name]) for name in names]
 
@@ -97,8 +102,8 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
         F.count_if(silver.suspect()).alias("suspects"))
     events = silver.silver_events(flagged).observe(kept, F.count(F.lit(1)).alias("rows"))
     delta_io.replace_date(events, catalog.SILVER_EVENTS, catalog.SILVER_EVENTS.path(settings), event_date)
-    bronze_rows, refused_rows, suspects = _observed(read, ("rows", "refused", "suspects"), empty_input=no_bronze)
-    (silver_rows,) = _observed(kept, ("rows",), empty_input=no_bronze)
+    bronze_rows, refused_rows, suspects = _observed(read, ("rows", "refused", "suspects"), bronze)
+    (silver_rows,) = _observed(kept, ("rows",), bronze)
     if bronze_rows == 0:
         log.warning("no bronze events for %s: silver (and so gold) for the date will be empty", event_date)
 
@@ -116,7 +121,7 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
         quarantine = quarantine.observe(refused, F.count(F.lit(1)).alias("rows"), *[
             F.count_if(F.array_contains(F.split("reason", ","), F.lit(rule))).alias(rule) for rule in silver.RULES])
         delta_io.replace_date(quarantine, catalog.SILVER_QUARANTINE, quarantine_path, event_date)
-        (quarantined,) = _observed(refused, ("rows",), empty_input=False)
+        (quarantined,) = _observed(refused, ("rows",), bronze)
     stats = {
         "event_date": event_date.isoformat(),
         "bronze_version": version,
@@ -171,7 +176,8 @@ def silver_to_gold(spark, settings: Settings, event_date: date) -> dict[str, int
         table, written = catalog.GOLD[name], Observation(name)
         delta_io.replace_date(MODELS[name].transform(events).observe(written, F.count(F.lit(1)).alias("rows")),
                               table, table.path(settings), event_date)
-        return int(written.get["rows"])
+        (rows,) = _observed(written, ("rows",), events)
+        return rows
 
     with ThreadPoolExecutor(max_workers=len(MODELS), thread_name_prefix="gold") as pool:
         rows = dict(zip(MODELS, pool.map(write, MODELS)))
