@@ -65,12 +65,18 @@ def _spark_config() -> dict:
     """Session settings of every Spark task. Only SQL settings a Spark Connect
     session may change: the JVM (memory, jars, Delta) is the server's
     (`lakehouse.platform.spark_connect`), or the cluster's that `spark_default`
-    names. Silver's de-duplication adds its own (`silver.SESSION_CONF`)."""
+    names. Silver's de-duplication adds its own (`silver.SESSION_CONF`).
+
+    16 shuffle partitions: adaptive execution coalesces them on a small day
+    (the 1M-event DAG took the same as with 4), and a 20M-event day's
+    de-duplication sorts 16 pieces instead of 4 (its write 130.9-138.5 s
+    against 140.9-304.5 s in four alternating rounds; the DAG/floor ratio
+    2.14 against 2.24; docs/performance.md, session 19)."""
     from lakehouse.batch import silver
 
     return {
         "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.shuffle.partitions": "16",
         **silver.SESSION_CONF,
     }
 
