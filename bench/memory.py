@@ -70,6 +70,8 @@ def sample_named(named: dict[str, int]) -> dict:
             except psutil.Error:
                 continue
             v = pss_bytes(p.pid)
+            if v is None and not _alive(p):
+                continue  # a zombie (exited, not yet reaped) has no smaps and no memory
             pss = None if v is None or pss is None else pss + v
         out[name] = (rss, pss)
     return out
@@ -144,6 +146,18 @@ class MemorySampler:
     def __exit__(self, *exc) -> None:
         if self._proc is not None:
             self.stop()
+
+
+def peak_by_program(samples: list[Sample]) -> dict[str, float]:
+    """Each named program's PSS (GB) in the sample where the stack's PSS sum
+    peaked: what made up the peak. Programs without a readable PSS in that
+    sample are left out; {} when no sample names programs."""
+    named = [s for s in samples if s.named and s.pss is not None]
+    if not named:
+        return {}
+    peak = max(named, key=lambda s: s.pss)
+    return {name: pss / 1e9 for name, (_rss, pss) in sorted(peak.named.items(), key=lambda kv: -(kv[1][1] or 0))
+            if pss is not None}
 
 
 def program_rows(name: str, samples: list[Sample], idle_window: tuple[float, float], runs: list[dict]) -> list:

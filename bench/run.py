@@ -355,17 +355,22 @@ class Bench:
                     log(f"batch {n:,}: floor run {i + 1}: {f['wall_s']:.1f}s wall "
                         f"({f['read_write_s']:.1f}s read+write, {f['rows']:,} rows)")
                     floors.append(f)
-                from bench.memory import MemorySampler
+                from bench.memory import MemorySampler, peak_by_program
 
                 for i in range(runs):
-                    sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 2.0).start()
+                    # every program on its own too: what the peak is made of
+                    named = stack_ctl.program_pids(self.settings)
+                    sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 2.0, named).start()
                     try:
                         d = batch.rest_once(self.settings, day)
                     finally:
                         samples = sampler.stop()
                     d["pss_peak_gb"] = max((s.pss or 0 for s in samples), default=0) / 1e9
+                    d["pss_peak_by_program_gb"] = {p: round(v, 3) for p, v in peak_by_program(samples).items()}
                     log(f"batch {n:,}: REST-triggered run {i + 1}: {d['wall_s']:.1f}s, stack peak "
                         f"{d['pss_peak_gb']:.2f} GB PSS; tasks {d['tasks']}")
+                    log("  at the peak, GB PSS: " + ", ".join(f"{p} {v:.2f}" for p, v in
+                                                            d["pss_peak_by_program_gb"].items()))
                     dags.append(d)
             finally:
                 batch.set_paused(self.settings, "lakehouse_catch_up", False)

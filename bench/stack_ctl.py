@@ -58,6 +58,12 @@ def program_pid(settings: Settings, name: str) -> int:
     return int(info["pid"])
 
 
+def program_pids(settings: Settings) -> dict[str, int]:
+    """Every running program -> its pid."""
+    infos = stack._proxy(settings).supervisor.getAllProcessInfo()  # noqa: SLF001
+    return {i["name"]: int(i["pid"]) for i in infos if i.get("statename") == "RUNNING" and i.get("pid")}
+
+
 def states(settings: Settings) -> dict[str, str]:
     return stack.process_states(settings)
 

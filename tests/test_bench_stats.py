@@ -89,3 +89,20 @@ def test_target_verdicts_and_table():
     assert "| Ingest: missing | 0 | 0 – 0 | 3 | 0 | met |" in lines[4]
     assert "not run: DAG not landed" in lines[5] and "| — |" in lines[5]
     assert rows[3].to_dict()["summary"] is None
+
+
+def test_the_peak_is_broken_down_by_program_in_the_peak_sample():
+    from bench.memory import Sample, peak_by_program
+
+    gb = 10**9
+    samples = [
+        Sample(1.0, 0, 3 * gb, 3, {"spark-connect": (0, 2 * gb), "streams": (0, 1 * gb)}),
+        # the peak: the streams' own maximum is elsewhere, so it is not the sum of maxima
+        Sample(2.0, 0, 4 * gb, 3, {"spark-connect": (0, 3 * gb), "streams": (0, gb // 2), "broker": (0, None)}),
+        Sample(3.0, 0, 9 * gb, 3, None),  # names nothing: not a candidate
+        Sample(4.0, 0, None, 3, {"spark-connect": (0, 9 * gb)}),  # unreadable sum: not a candidate
+    ]
+    by = peak_by_program(samples)
+    assert by == {"spark-connect": 3.0, "streams": 0.5}
+    assert list(by) == ["spark-connect", "streams"]  # largest first
+    assert peak_by_program([Sample(1.0, 0, gb, 1, None)]) == {}
