@@ -1,6 +1,9 @@
-"""The benchmark's own embedded stack: its run directory, free ports, every
-group `make up` starts except the demo-rate producer (the benchmark drives
-the producer itself), and stopping single programs between phases."""
+"""The benchmark's own embedded stack: its run directory, free ports, the
+programs `make up` starts except the demo-rate producer (the benchmark drives
+the producer itself) and Grafana (started only where a grafana-server is
+installed; setup does not install one), and stopping single
+programs between phases. The overview dashboard runs, idle (no browser), so
+the memory figures are the whole stack's."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from lakehouse.platform.isolated import isolated_settings
 from lakehouse.platform.services import services
 from lakehouse.settings import Settings
 
-GROUPS = ("core", "airflow", "pipeline")
+GROUPS = ("core", "airflow", "pipeline", "dashboard")
 STREAM_PROGRAMS = ("streams",)
 
 
