@@ -55,6 +55,26 @@ def _tree(pid: int) -> list:
     return [root, *root.children(recursive=True)]
 
 
+def _summed(procs: list) -> tuple[int, int | None, int]:
+    """(rss, pss, processes) summed over `procs`. A process that exited
+    between listing and reading, or a zombie (exited, not yet reaped: no
+    smaps, no memory), is left out; pss is None when a live process's PSS is
+    unreadable, since the sum would be partial."""
+    rss, pss, n = 0, 0, 0
+    for p in procs:
+        v = pss_bytes(p.pid)
+        try:
+            rss += p.memory_info().rss
+        except psutil.Error:
+            continue  # exited between listing and reading
+        n += 1
+        if v is not None:
+            pss = None if pss is None else pss + v
+        elif _alive(p):
+            pss = None
+    return rss, pss, n
+
+
 def sample_named(named: dict[str, int]) -> dict:
     """name -> (rss, pss) summed over each named process and its children."""
     out = {}
@@ -63,16 +83,7 @@ def sample_named(named: dict[str, int]) -> dict:
             procs = _tree(pid)
         except psutil.Error:
             continue
-        rss, pss = 0, 0
-        for p in procs:
-            try:
-                rss += p.memory_info().rss
-            except psutil.Error:
-                continue
-            v = pss_bytes(p.pid)
-            if v is None and not _alive(p):
-                continue  # a zombie (exited, not yet reaped) has no smaps and no memory
-            pss = None if v is None or pss is None else pss + v
+        rss, pss, _ = _summed(procs)
         out[name] = (rss, pss)
     return out
 
@@ -84,19 +95,8 @@ def sample_tree(root_pid: int, named: dict[str, int] | None = None) -> Sample:
         procs = _tree(root_pid)
     except psutil.Error:
         return Sample(time.time(), 0, None, 0)
-    rss, pss, pss_ok, n = 0, 0, True, 0
-    for p in procs:
-        v = pss_bytes(p.pid)
-        try:
-            rss += p.memory_info().rss
-        except psutil.Error:
-            continue  # exited between listing and reading
-        n += 1
-        if v is not None:
-            pss += v
-        elif _alive(p):
-            pss_ok = False  # alive but unreadable: the PSS sum would be partial
-    return Sample(time.time(), rss, pss if pss_ok else None, n, sample_named(named) if named else None)
+    rss, pss, n = _summed(procs)
+    return Sample(time.time(), rss, pss, n, sample_named(named) if named else None)
 
 
 def _loop(root_pid: int, interval: float, conn, named: dict[str, int] | None = None) -> None:
