@@ -152,11 +152,23 @@ def peak_by_program(samples: list[Sample]) -> dict[str, float]:
     """Each named program's PSS (GB) in the sample where the stack's PSS sum
     peaked: what made up the peak. Programs without a readable PSS in that
     sample are left out; {} when no sample names programs."""
-    named = [s for s in samples if s.named and s.pss is not None]
-    if not named:
-        return {}
-    peak = max(named, key=lambda s: s.pss)
-    return {name: pss / 1e9 for name, (_rss, pss) in sorted(peak.named.items(), key=lambda kv: -(kv[1][1] or 0))
+    named = _named(samples)
+    return _by_program(max(named, key=lambda s: s.pss)) if named else {}
+
+
+def median_by_program(samples: list[Sample]) -> dict[str, float]:
+    """The same for the median sample (by the stack's PSS sum): what the
+    stack usually held over the samples."""
+    named = sorted(_named(samples), key=lambda s: s.pss)
+    return _by_program(named[len(named) // 2]) if named else {}
+
+
+def _named(samples: list[Sample]) -> list[Sample]:
+    return [s for s in samples if s.named and s.pss is not None]
+
+
+def _by_program(sample: Sample) -> dict[str, float]:
+    return {name: pss / 1e9 for name, (_rss, pss) in sorted(sample.named.items(), key=lambda kv: -(kv[1][1] or 0))
             if pss is not None}
 
 

@@ -19,6 +19,11 @@ from bench.stats import Row, Target, ratio, summarize
 
 GB = 1e9
 
+#: When, in seconds after the last DAG run of a day, the batch phase samples
+#: the idle stack: after one periodic full GC of the Spark JVMs
+#: (SPARK_PERIODIC_GC_INTERVAL, 1 min) has had time to run.
+IDLE_AFTER_BATCH_S = (75, 95)
+
 TARGETS = {
     "landed": Target(">=", 20_000, "≥ 20,000 events/s"),
     "landed_ratio": Target(">=", 0.6, "≥ 0.6"),
@@ -322,6 +327,26 @@ class Bench:
         for i, n in enumerate(sizes):
             self._batch_day(n, self.config.batch_date + timedelta(days=i))
 
+    def _idle_after_batch(self, n: int) -> dict:
+        """The stack's PSS between IDLE_AFTER_BATCH_S[0] and [1] seconds after
+        the last DAG run: what stays resident once a run is over (the Spark
+        JVMs give back heap at their periodic full GC)."""
+        from bench.memory import MemorySampler, median_by_program
+
+        first, last = IDLE_AFTER_BATCH_S
+        time.sleep(first)
+        named = stack_ctl.program_pids(self.settings)
+        sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 2.0, named).start()
+        try:
+            time.sleep(last - first)
+        finally:
+            samples = sampler.stop()
+        pss = [s.pss / 1e9 for s in samples if s.pss]
+        by_program = median_by_program(samples)
+        log(f"batch {n:,}: stack idle {first}-{last} s after the last run: median "
+            f"{summarize(pss).median:.2f} GB PSS; " + ", ".join(f"{p} {v:.2f}" for p, v in by_program.items()))
+        return {"pss_gb": pss, "by_program_gb": {p: round(v, 3) for p, v in by_program.items()}}
+
     def _batch_day(self, n: int, day) -> None:
         names = [
             ("Batch", f"DAG via REST, trigger to success, {n:,} events", "s",
@@ -330,6 +355,7 @@ class Bench:
             ("Batch", f"floor: plain Spark read + write, {n:,} events", "s", None),
             ("Batch", f"DAG / floor, {n:,} events", "", TARGETS["dag_floor"]),
             ("Batch", f"stack peak during the DAG runs (PSS), {n:,} events", "GB", TARGETS["memory"]),
+            ("Batch", f"stack idle after the DAG runs (PSS), {n:,} events", "GB", TARGETS["memory"]),
         ]
         try:
             if not (Path(__file__).resolve().parent.parent / "dags" / "lakehouse_bronze_to_gold.py").exists():
@@ -372,9 +398,11 @@ class Bench:
                     log("  at the peak, GB PSS: " + ", ".join(f"{p} {v:.2f}" for p, v in
                                                             d["pss_peak_by_program_gb"].items()))
                     dags.append(d)
+                idle_after = self._idle_after_batch(n)
             finally:
                 batch.set_paused(self.settings, "lakehouse_catch_up", False)
-            self.details[key] = {"floor": floors, "dag": dags, "events": n, "date": day.isoformat()}
+            self.details[key] = {"floor": floors, "dag": dags, "events": n, "date": day.isoformat(),
+                                 "idle_after": idle_after}
             fmed = summarize([f["wall_s"] for f in floors]).median
             self.rows.append(Row(*names[0][:3], summarize([d["wall_s"] for d in dags]), names[0][3],
                                  "REST trigger to run success on the running stack"))
@@ -385,5 +413,8 @@ class Bench:
                                  "each DAG run / median floor"))
             self.rows.append(Row(*names[4][:3], summarize([d["pss_peak_gb"] for d in dags]), names[4][3],
                                  "whole stack, max 2 s sample from each trigger to its run's success"))
+            self.rows.append(Row(*names[5][:3], summarize(idle_after["pss_gb"]), names[5][3],
+                                 f"whole stack, 2 s samples {IDLE_AFTER_BATCH_S[0]}-{IDLE_AFTER_BATCH_S[1]} s "
+                                 "after the last run's success: what a user's stack holds between runs"))
         except Exception as exc:  # noqa: BLE001
             self._failed("batch", names, exc)

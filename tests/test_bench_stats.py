@@ -106,3 +106,17 @@ def test_the_peak_is_broken_down_by_program_in_the_peak_sample():
     assert by == {"spark-connect": 3.0, "streams": 0.5}
     assert list(by) == ["spark-connect", "streams"]  # largest first
     assert peak_by_program([Sample(1.0, 0, gb, 1, None)]) == {}
+
+
+def test_the_idle_stack_is_broken_down_by_program_in_the_median_sample():
+    from bench.memory import Sample, median_by_program
+
+    gb = 10**9
+    samples = [
+        Sample(1.0, 0, 5 * gb, 2, {"spark-connect": (0, 4 * gb), "streams": (0, gb)}),  # before the GC
+        Sample(2.0, 0, 3 * gb, 2, {"spark-connect": (0, 2 * gb), "streams": (0, gb)}),
+        Sample(3.0, 0, 2 * gb, 2, {"spark-connect": (0, gb), "streams": (0, gb)}),
+        Sample(4.0, 0, 9 * gb, 2, None),  # names nothing: not counted
+    ]
+    assert median_by_program(samples) == {"spark-connect": 2.0, "streams": 1.0}
+    assert median_by_program([Sample(1.0, 0, gb, 1, None)]) == {}
