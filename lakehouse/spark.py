@@ -24,15 +24,19 @@ def driver_java_options(settings: Settings) -> str:
 
 def jvm_conf(settings: Settings) -> dict[str, str]:
     """Spark settings that bring in the Kafka connector and delta-spark, from
-    the jars setup resolved (no network at run time), and size Delta's
-    snapshot job and file listings for the machine (DELTA_SNAPSHOT_PARTITIONS,
-    SPARK_LISTING_PARALLELISM)."""
+    the jars setup resolved (no network at run time), size Delta's snapshot
+    job and file listings for the machine (DELTA_SNAPSHOT_PARTITIONS,
+    SPARK_LISTING_PARALLELISM), and run a full GC every
+    SPARK_PERIODIC_GC_INTERVAL so that a JVM gives back what a burst of work
+    grew."""
     return {
         "spark.jars": ",".join(str(j) for j in settings.jvm_jars("spark")),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.databricks.delta.snapshotPartitions": str(settings.delta_snapshot_partitions),
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(settings.spark_listing_parallelism),
+        # a full GC this often, after which the heap shrinks (SPARK_JAVA_OPTIONS)
+        "spark.cleaner.periodicGC.interval": settings.spark_periodic_gc_interval,
     }
 
 

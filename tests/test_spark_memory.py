@@ -1,0 +1,54 @@
+"""A Spark JVM of ours gives back the heap a burst of work grew.
+
+The Spark Connect server is the DAG's Spark: a 1M-event run grows its heap to
+~1 GB, and without a full GC the JVM keeps it committed until the next run
+(~1.8 GB PSS between runs, docs/performance.md, session 21). Every Spark JVM
+we start runs a full GC every SPARK_PERIODIC_GC_INTERVAL
+(spark.cleaner.periodicGC.interval) and, with SPARK_JAVA_OPTIONS' heap
+settings, shrinks its heap at that GC. Here a server of the test's own, with
+a 5 s interval, sorts a few million strings in one task and must then come
+back down within a few of its periodic GCs, without any call from outside.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from lakehouse.platform import spark_connect
+from tests.batch_helpers import connect_session, spark_connect_server
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.slow
+
+
+def pss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no Pss in /proc/{pid}/smaps_rollup")
+
+
+def test_the_spark_connect_server_gives_back_the_heap_a_job_grew(tmp_path):
+    settings = make_settings(tmp_path / "run", spark_periodic_gc_interval="5s")
+    argv, _ = spark_connect.server_command(settings)
+    assert "spark.cleaner.periodicGC.interval=5s" in argv
+    assert any("-XX:-ShrinkHeapInSteps" in a and "-XX:MaxHeapFreeRatio=40" in a for a in argv)
+    with spark_connect_server(settings) as server, connect_session(spark_connect.url(settings)) as spark:
+        spark.range(1).collect()  # the session and its classes, before the baseline
+        time.sleep(12)  # two periodic GCs
+        baseline = pss_mb(server.pid)
+        # one task sorts ~4M random strings on the heap (Spark's sort pages are on-heap)
+        spark.range(4_000_000, numPartitions=1).selectExpr("uuid() AS u", "repeat('x', 40) AS pad") \
+            .sortWithinPartitions("u").write.format("noop").mode("overwrite").save()
+        grown = pss_mb(server.pid)
+        assert grown > baseline + 200, f"the job did not grow the server: {baseline:.0f} -> {grown:.0f} MB PSS"
+        deadline, now = time.monotonic() + 40, pss_mb(server.pid)
+        while now > baseline + (grown - baseline) / 3 and time.monotonic() < deadline:
+            time.sleep(1)
+            now = pss_mb(server.pid)
+        assert now <= baseline + (grown - baseline) / 3, (
+            f"the server kept the heap the job grew: {baseline:.0f} MB PSS before, {grown:.0f} after the job, "
+            f"{now:.0f} 40 s later")
