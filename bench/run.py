@@ -327,20 +327,28 @@ class Bench:
         for i, n in enumerate(sizes):
             self._batch_day(n, self.config.batch_date + timedelta(days=i))
 
+    def _sampling_programs(self, work):
+        """(work(), samples): the stack's memory every 2 s while `work` runs,
+        each supervisord program on its own too (what a sample is made of)."""
+        from bench.memory import MemorySampler
+
+        named = stack_ctl.program_pids(self.settings)
+        sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 2.0, named).start()
+        try:
+            result = work()
+        finally:
+            samples = sampler.stop()
+        return result, samples
+
     def _idle_after_batch(self, n: int) -> dict:
         """The stack's PSS between IDLE_AFTER_BATCH_S[0] and [1] seconds after
         the last DAG run: what stays resident once a run is over (the Spark
         JVMs give back heap at their periodic full GC)."""
-        from bench.memory import MemorySampler, median_by_program
+        from bench.memory import median_by_program
 
         first, last = IDLE_AFTER_BATCH_S
         time.sleep(first)
-        named = stack_ctl.program_pids(self.settings)
-        sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 2.0, named).start()
-        try:
-            time.sleep(last - first)
-        finally:
-            samples = sampler.stop()
+        _, samples = self._sampling_programs(lambda: time.sleep(last - first))
         pss = [s.pss / 1e9 for s in samples if s.pss]
         by_program = median_by_program(samples)
         log(f"batch {n:,}: stack idle {first}-{last} s after the last run: median "
@@ -381,16 +389,10 @@ class Bench:
                     log(f"batch {n:,}: floor run {i + 1}: {f['wall_s']:.1f}s wall "
                         f"({f['read_write_s']:.1f}s read+write, {f['rows']:,} rows)")
                     floors.append(f)
-                from bench.memory import MemorySampler, peak_by_program
+                from bench.memory import peak_by_program
 
                 for i in range(runs):
-                    # every program on its own too: what the peak is made of
-                    named = stack_ctl.program_pids(self.settings)
-                    sampler = MemorySampler(stack_ctl.supervisord_pid(self.settings), 2.0, named).start()
-                    try:
-                        d = batch.rest_once(self.settings, day)
-                    finally:
-                        samples = sampler.stop()
+                    d, samples = self._sampling_programs(lambda: batch.rest_once(self.settings, day))
                     d["pss_peak_gb"] = max((s.pss or 0 for s in samples), default=0) / 1e9
                     d["pss_peak_by_program_gb"] = {p: round(v, 3) for p, v in peak_by_program(samples).items()}
                     log(f"batch {n:,}: REST-triggered run {i + 1}: {d['wall_s']:.1f}s, stack peak "

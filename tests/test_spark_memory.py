@@ -13,10 +13,10 @@ back down within a few of its periodic GCs, without any call from outside.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
+from bench.memory import pss_bytes
 from lakehouse.platform import spark_connect
 from tests.batch_helpers import connect_session, spark_connect_server
 from tests.conftest import make_settings
@@ -25,10 +25,9 @@ pytestmark = pytest.mark.slow
 
 
 def pss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no Pss in /proc/{pid}/smaps_rollup")
+    pss = pss_bytes(pid)
+    assert pss is not None, f"no PSS readable in /proc/{pid}/smaps_rollup"
+    return pss / 2**20
 
 
 def test_the_spark_connect_server_gives_back_the_heap_a_job_grew(tmp_path):
