@@ -12,8 +12,8 @@ second.
 
 Arguments after N are settings overrides (name=value). This is the
 experiment behind the streams' Spark settings (lakehouse.stream.app) and the
-"Where the time goes" part of docs/performance.md; `make bench` is the
-measurement.
+streams' sections of docs/performance.md ("Where the streams' memory goes",
+"The JVM hands its free C heap back"); `make bench` is the measurement.
 """
 
 from __future__ import annotations
