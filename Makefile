@@ -39,7 +39,7 @@ psql: ## psql on the serving database as the read-only role
 
 test: ## Run the whole suite (sets up first); the 5-minute chaos run is make test-chaos
 	@scripts/bootstrap.sh --with-browser
-	@$(PY) -m pytest -m "not chaos" -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not chaos" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 test-chaos: ## The 5-minute chaos run of tests/test_chaos.py (faults at load, ~15 min; fails on any loss or double)
 	@scripts/bootstrap.sh

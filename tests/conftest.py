@@ -11,6 +11,39 @@ from lakehouse.platform import stack
 from lakehouse.platform.isolated import free_port  # noqa: F401  (re-exported for tests)
 from lakehouse.platform.isolated import isolated_settings as make_settings
 
+#: Seconds each long test file took (its tests' setup, call and teardown) in
+#: `make test` on 2 cores (2 pytest-xdist workers, 2026-12-03, `--junitxml`).
+#: `make test` hands whole files to its workers in collection order
+#: (`--dist loadfile --no-loadscope-reorder`), and collection puts the longest
+#: files first: pytest-xdist's own order (most tests first) left the
+#: few-test, many-minute files for last, where one worker could run them
+#: alone. A file missing here runs after these; a stale figure costs only time.
+FILE_SECONDS = {
+    "test_batch_stack.py": 617,
+    "test_batch_dag.py": 471,
+    "test_exposure.py": 435,
+    "test_batch_ui.py": 406,
+    "test_streams_recovery.py": 340,
+    "test_broker_durability.py": 326,
+    "test_compose.py": 151,
+    "test_platform_airflow.py": 146,
+    "test_dashboard_browser.py": 137,
+    "test_fuzz_stream.py": 126,
+    "test_broker.py": 120,
+    "test_batch_quality.py": 89,
+    "test_streams_bad_input.py": 71,
+    "test_streams_landing.py": 69,
+    "test_batch_transforms.py": 67,
+    "test_platform.py": 61,
+    "test_spark_memory.py": 52,
+}
+
+
+def pytest_collection_modifyitems(items):
+    """Longest files first (FILE_SECONDS); a stable sort keeps each file's
+    tests together and in order, and the other files in pytest's order."""
+    items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 0))
+
 
 @pytest.fixture(scope="session")
 def core_stack(tmp_path_factory):
@@ -23,12 +56,18 @@ def core_stack(tmp_path_factory):
         stack.clean(settings)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow_stack(tmp_path_factory):
     """A stack of its own with Airflow's api-server, scheduler, dag-processor,
     triggerer (plus PostgreSQL and the broker). Not built on core_stack: a
     running stack's program set is fixed when it starts, so Airflow cannot be
-    added to core_stack afterwards (stack.up refuses)."""
+    added to core_stack afterwards (stack.up refuses).
+
+    One per test file, stopped when the file is done: an idle Airflow stack
+    is not idle (the scheduler's loop, the dag-processor's parsing, the
+    completeness sensor of the scheduled run poking every 30 s take ~28% of
+    a core), and a session-wide one kept taking that from every later file
+    of its pytest-xdist worker (a start costs ~45 s)."""
     settings = make_settings(tmp_path_factory.mktemp("airflow_run") / "run")
     try:
         stack.up(settings, groups=("core", "airflow"))
