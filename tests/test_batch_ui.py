@@ -6,15 +6,13 @@ load the gold values computed independently from the generated events."""
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timedelta
+from datetime import date
 
 import pytest
-import requests
 
 from lakehouse import testdata
 from lakehouse.platform import airflow
-from lakehouse.polling import wait_for
-from tests.airflow_api import Api, wait_for_dag, wait_for_run
+from tests.airflow_api import Api, stop_the_scheduled_run, wait_for_dag, wait_for_run
 from tests.batch_helpers import assert_gold_matches, raw_landing_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,30 +32,11 @@ def api(airflow_stack):
     assert dag["is_paused"] is False  # DAGS_ARE_PAUSED_AT_CREATION=False (docs/batch.md)
     errors = api.get("/importErrors").json()
     assert errors["total_entries"] == 0, errors
-    stop_the_scheduled_run(api)
+    stop_the_scheduled_run(api, DAG_ID)
     # No streams in this stack: its topic is empty and "raw landing" has read
     # all of it, so the completeness sensor lets these past dates through.
     raw_landing_caught_up(airflow_stack)
     return api
-
-
-def stop_the_scheduled_run(api: Api) -> None:
-    """An unpaused DAG with catchup off gets one scheduled run at once, for the
-    latest daily interval (01:00 UTC, the day before). These tests do not need
-    it, and with max_active_runs=1 every run they trigger would queue behind
-    its Spark tasks: check it is that daily run, then mark it failed (its
-    running task is stopped at its next heartbeat)."""
-    def scheduled():
-        runs = api.get(f"/dags/{DAG_ID}/dagRuns", params={"limit": 100}).json()["dag_runs"]
-        return [r for r in runs if r["run_type"] == "scheduled"]
-
-    for run in wait_for(scheduled, 120, f"the scheduler's first run of {DAG_ID}", every=2):
-        start, end = (datetime.fromisoformat(run[k]) for k in ("data_interval_start", "data_interval_end"))
-        assert (end - start, end.hour, end.minute) == (timedelta(days=1), 1, 0), run
-        if run["state"] in ("queued", "running"):
-            resp = requests.patch(f"{api.base}/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}", json={"state": "failed"},
-                                  headers=api.headers, timeout=30)
-            assert resp.status_code == 200, resp.text
 
 
 def test_rest_triggered_run_succeeds(airflow_stack, api):

@@ -31,7 +31,7 @@ from lakehouse.platform.isolated import isolated_settings
 from lakehouse.platform.services import env_file, services
 from lakehouse.polling import wait_for
 from lakehouse.settings import SECRET_FIELDS, Settings
-from tests.airflow_api import Api, wait_for_dag, wait_for_run
+from tests.airflow_api import Api, stop_the_scheduled_run, wait_for_dag, wait_for_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -145,6 +145,8 @@ def test_no_secret_in_rendered_task_logs_or_any_log_file(full_stack):
     values = _secrets(full_stack)
     api = Api(full_stack)
     wait_for_dag(api, DAG_ID)
+    if not os.environ.get("LAKEHOUSE_EXPOSURE_RUN_DIR"):  # our own stack: ours would queue behind yesterday's
+        stop_the_scheduled_run(api, DAG_ID)
     event_date = (datetime.now(timezone.utc) - timedelta(days=2)).date()
     assert complete(full_stack, event_date)  # its cutoff has passed: the sensor lets it run at once
     resp = api.post(f"/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {"event_date": event_date.isoformat()}})
