@@ -38,6 +38,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAG_ID = "lakehouse_bronze_to_gold"
 #: Files that hold secrets by design (mode 600, read by the launcher and Airflow's auth manager).
 SECRET_FILES = {"stack.env", "passwords.json"}
+#: A running stack to check instead of starting one (e.g. a chaos run's); left running, its runs untouched.
+EXISTING_RUN_DIR = os.environ.get("LAKEHOUSE_EXPOSURE_RUN_DIR")
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,8 @@ def full_stack(tmp_path_factory):
     """Every program of `make up`, in a run directory of its own, the producer slow.
     LAKEHOUSE_EXPOSURE_RUN_DIR=<run dir> checks a stack that is already
     running there (e.g. a chaos run's) instead, and leaves it running."""
-    if existing := os.environ.get("LAKEHOUSE_EXPOSURE_RUN_DIR"):
-        values = {k.lower(): v for k, v in dotenv_values(Path(existing) / "stack.env").items() if v is not None}
+    if EXISTING_RUN_DIR:
+        values = {k.lower(): v for k, v in dotenv_values(Path(EXISTING_RUN_DIR) / "stack.env").items() if v is not None}
         values["kafka_options"] = json.loads(values.get("kafka_options") or "{}")
         yield Settings(_env_file=None, **values)
         return
@@ -145,7 +147,7 @@ def test_no_secret_in_rendered_task_logs_or_any_log_file(full_stack):
     values = _secrets(full_stack)
     api = Api(full_stack)
     wait_for_dag(api, DAG_ID)
-    if not os.environ.get("LAKEHOUSE_EXPOSURE_RUN_DIR"):  # our own stack: ours would queue behind yesterday's
+    if not EXISTING_RUN_DIR:  # our own stack: ours would queue behind yesterday's
         stop_the_scheduled_run(api, DAG_ID)
     event_date = (datetime.now(timezone.utc) - timedelta(days=2)).date()
     assert complete(full_stack, event_date)  # its cutoff has passed: the sensor lets it run at once
