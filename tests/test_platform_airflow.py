@@ -91,3 +91,24 @@ def test_the_scheduler_idle_sleep_is_the_setting_airflow_reads(airflow_stack):
                          env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert float(res.stdout.strip()) == airflow_stack.airflow_scheduler_idle_sleep_seconds
+
+
+def test_down_stops_each_program_before_what_it_uses_and_none_is_killed(airflow_stack):
+    """Last in this file: it stops the module's stack. `lakehouse down` stops
+    Airflow's scheduler, dag-processor and triggerer together, then the API
+    server they report to, then the servers (Service.stop_wave); each stops on
+    its own signal, none waits for supervisord's SIGKILL."""
+    import re
+
+    from lakehouse.platform import stack
+    from lakehouse.platform.services import services
+
+    assert stack.down(airflow_stack)
+    log = (airflow_stack.log_dir / "supervisord.log").read_text()
+    stopped = re.findall(r"^(\S+ \S+) \w+ stopped: (\S+) \((.*)\)$", log, re.M)
+    waves = {s.name: s.stop_wave for s in services(airflow_stack) if s.group in ("core", "airflow")}
+    assert sorted(name for _, name, _ in stopped) == sorted(waves), stopped
+    assert [how for _, _, how in stopped if "SIGKILL" in how] == [], stopped
+    order = [waves[name] for _, name, _ in sorted(stopped)]
+    assert order == sorted(order), stopped
+    assert set(order) == {0, 1, 2}

@@ -32,6 +32,9 @@ class Service:
     stopasgroup: bool = True
     startsecs: int = 3
     priority: int = 50
+    #: `lakehouse down` stops the programs of a wave all at once, wave 0 first:
+    #: a program's wave comes after those of the programs that use it.
+    stop_wave: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -56,7 +59,7 @@ def services(settings: Settings) -> list[Service]:
         Service(
             "postgres", "core", postgres.server_command(settings),
             port=settings.pg_port, port_setting="PG_PORT",
-            user=postgres.os_user_name(settings), stopsignal="INT", stopwaitsecs=60, priority=1,
+            user=postgres.os_user_name(settings), stopsignal="INT", stopwaitsecs=60, priority=1, stop_wave=2,
         ),
     ]
     if settings.broker_embedded:
@@ -66,16 +69,17 @@ def services(settings: Settings) -> list[Service]:
             Service("broker", "core", _launch("broker", settings),
                     port=broker.host_port(settings)[1], port_setting="KAFKA_BOOTSTRAP_SERVERS",
                     extra_ports=((settings.broker_controller_port, "BROKER_CONTROLLER_PORT"),),
-                    stopsignal="TERM", stopwaitsecs=60, startsecs=5, priority=2)
+                    stopsignal="TERM", stopwaitsecs=60, startsecs=5, priority=2, stop_wave=2)
         )
     out += [
         # The long-running Spark of the DAG's Spark tasks (`spark_default`): Spark
         # Connect, part of Spark; no task starts a JVM of its own.
         Service("spark-connect", "airflow", _launch("spark-connect", settings),
                 port=settings.spark_connect_port, port_setting="SPARK_CONNECT_PORT",
-                stopwaitsecs=60, startsecs=10, priority=9),
+                stopwaitsecs=60, startsecs=10, priority=9, stop_wave=2),
+        # Airflow's other programs report to the API server while they stop.
         Service("airflow-api-server", "airflow", _launch("airflow-api-server", settings),
-                port=settings.airflow_port, port_setting="AIRFLOW_PORT", startsecs=5, priority=10),
+                port=settings.airflow_port, port_setting="AIRFLOW_PORT", startsecs=5, priority=10, stop_wave=1),
         Service("airflow-scheduler", "airflow", _launch("airflow-scheduler", settings), priority=11),
         Service("airflow-dag-processor", "airflow", _launch("airflow-dag-processor", settings), priority=12),
         Service("airflow-triggerer", "airflow", _launch("airflow-triggerer", settings), priority=13),
