@@ -25,12 +25,11 @@ def main(run_dir: Path = typer.Option(...), start: str = typer.Option(...), end:
          out: Path = typer.Option(...)) -> None:
     t0 = time.perf_counter()
     from lakehouse.platform.stack import load_stack_settings
-    from lakehouse.spark import driver_java_options, spark_session
+    from lakehouse.spark import spark_session
     from lakehouse.stream.source import kafka_options
 
     settings = load_stack_settings(run_dir)
-    spark = spark_session(settings, "bench-stream-floor",
-                          **{"spark.driver.extraJavaOptions": driver_java_options(settings)})
+    spark = spark_session(settings, "bench-stream-floor")
     options = {k: v for k, v in kafka_options(settings).items() if k not in ("maxOffsetsPerTrigger", "startingOffsets")}
     t1 = time.perf_counter()
     df = spark.read.format("kafka").options(**options).option("startingOffsets", start) \

@@ -3,7 +3,8 @@
 # missing or stale: Debian packages (Java 17, Maven, PostgreSQL server
 # binaries, and Chromium for the browser test), .venv from requirements.lock,
 # then the JVM artifacts of jvm/pom.xml into .jvm/ (Kafka broker, Spark's
-# Kafka connector, delta-spark). After the first run nothing needs the network.
+# Kafka connector, delta-spark), and Spark's class-data archive (.jvm/spark-classes.jsa).
+# After the first run nothing needs the network.
 # Usage: scripts/bootstrap.sh [--with-browser]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,4 +97,15 @@ if [ "$jvm_want" != "$jvm_have" ]; then
   rm -rf .jvm && mv .jvm.partial .jvm
   echo "$jvm_want" > .jvm/.lakehouse-stamp
   say "JVM artifacts ready in .jvm/ ($(du -sh .jvm | cut -f1))"
+fi
+
+# --- Spark's class-data archive (lakehouse/spark_classes.py) ----------------------
+# The classes Spark's JVMs load at start, parsed and verified once: every Spark
+# JVM then starts and runs its first jobs with a third less CPU. Made again after
+# the venv (pyspark) or the JVM artifacts change; Spark runs without it if this fails.
+if [ ! -s .jvm/spark-classes.jsa ] || [ .venv/.lakehouse-stamp -nt .jvm/spark-classes.jsa ] \
+   || [ .jvm/.lakehouse-stamp -nt .jvm/spark-classes.jsa ]; then
+  say "archiving the classes Spark loads (class-data sharing; about a minute)"
+  .venv/bin/python -m lakehouse.spark_classes 2>&1 | grep '^\[setup\]' \
+    || say "warning: no class-data archive made; Spark's JVMs start without it (run: .venv/bin/python -m lakehouse.spark_classes)"
 fi

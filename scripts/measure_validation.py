@@ -99,7 +99,7 @@ def main() -> None:
     from itertools import islice
 
     from lakehouse.settings import get_settings
-    from lakehouse.spark import driver_java_options, spark_session
+    from lakehouse.spark import spark_session
     from lakehouse.stream.source import validated
     from producer.generator import EventGenerator, GeneratorConfig
 
@@ -108,8 +108,7 @@ def main() -> None:
                        .iter_messages(), args.records))
     ts_ms = int(start.timestamp() * 1000)
     settings = get_settings()
-    spark = spark_session(settings, "measure-validation",
-                          **{"spark.driver.extraJavaOptions": driver_java_options(settings)})
+    spark = spark_session(settings, "measure-validation")
     rows = [(m.value, ts_ms + i // 20) for i, m in enumerate(msgs)]
     source = (spark.createDataFrame(rows, "value binary, ts long", verifySchema=False)
               .select("value", (F.col("ts") / 1000).cast("timestamp").alias("timestamp"))

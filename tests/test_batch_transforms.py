@@ -16,7 +16,7 @@ from lakehouse.batch.dates import EventDateError, parse_event_date, resolve_even
 from lakehouse.batch.gold import MODELS
 from lakehouse.contract import BRONZE_EVENTS_SCHEMA
 from lakehouse.settings import Settings
-from lakehouse.spark import driver_java_options, spark_session
+from lakehouse.spark import spark_session
 
 D = date(2026, 11, 20)
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -25,8 +25,7 @@ T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 @pytest.fixture(scope="module")
 def spark():
     settings = Settings(_env_file=None)
-    session = spark_session(settings, "test_batch_transforms",
-                            **{"spark.driver.extraJavaOptions": driver_java_options(settings)})
+    session = spark_session(settings, "test_batch_transforms")
     yield session
     session.stop()
 

@@ -110,12 +110,10 @@ class GracefulStop:
 
 def streams_session(settings, app_name: str):
     """The streams application's Spark session: lakehouse.spark's session with
-    the streaming JVM options and STREAMING_SPARK_CONF. Tests that run the
-    queries in-process use it too."""
-    from lakehouse.spark import driver_java_options, spark_session
+    STREAMING_SPARK_CONF. Tests that run the queries in-process use it too."""
+    from lakehouse.spark import spark_session
 
-    return spark_session(settings, app_name, **{"spark.driver.extraJavaOptions": driver_java_options(settings)},
-                         **STREAMING_SPARK_CONF)
+    return spark_session(settings, app_name, **STREAMING_SPARK_CONF)
 
 
 def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
