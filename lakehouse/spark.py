@@ -29,13 +29,13 @@ def class_archive(settings: Settings) -> Path:
     return settings.lakehouse_jvm_dir.resolve() / "spark-classes.jsa"
 
 
-def driver_java_options(settings: Settings) -> str:
+def driver_java_options(settings: Settings, *, with_archive: bool = True) -> str:
     """The JVM options of every Spark JVM we start (streams, Spark Connect
     server, local sessions): UTC, SPARK_JAVA_OPTIONS, and the class-data
-    archive once setup has made it."""
+    archive once setup has made it (`with_archive=False`: the JVM that makes it)."""
     options = f"{UTC_JAVA_OPTION} {settings.spark_java_options}".strip()
     archive = class_archive(settings)
-    if archive.is_file() and not any(c.isspace() for c in str(archive)):
+    if with_archive and archive.is_file() and not any(c.isspace() for c in str(archive)):
         options += f" -XX:SharedArchiveFile={archive}"
     return options
 

@@ -16,11 +16,10 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from lakehouse.settings import Settings, get_settings
-from lakehouse.spark import UTC_JAVA_OPTION, class_archive, spark_session
+from lakehouse.spark import class_archive, driver_java_options, spark_session
 
 
 def _workload(spark, root: Path) -> None:
@@ -47,8 +46,7 @@ def make(settings: Settings) -> Path:
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
     # -Xlog: the JDK lists every class it leaves out (generated, or failing its verification) as a warning
-    options = (f"{UTC_JAVA_OPTION} {settings.spark_java_options} -XX:ArchiveClassesAtExit={partial} "
-               "-Xlog:cds*=error")
+    options = f"{driver_java_options(settings, with_archive=False)} -XX:ArchiveClassesAtExit={partial} -Xlog:cds*=error"
     spark = spark_session(settings, "lakehouse-spark-classes", **{"spark.driver.extraJavaOptions": options})
     gateway = spark.sparkContext._gateway
     root = Path(tempfile.mkdtemp(prefix="lakehouse-spark-classes-"))
@@ -61,9 +59,6 @@ def make(settings: Settings) -> Path:
         proc.stdin.close()
         proc.wait(timeout=600)
         shutil.rmtree(root, ignore_errors=True)
-    deadline = time.monotonic() + 10
-    while not partial.is_file() and time.monotonic() < deadline:
-        time.sleep(0.2)
     if not partial.is_file() or partial.stat().st_size == 0:
         raise RuntimeError(f"the JVM wrote no class-data archive at {partial}")
     partial.replace(target)

@@ -160,18 +160,13 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def _check_ports_free(svc: Service) -> None:
-    for port, setting in ([(svc.port, svc.port_setting)] if svc.port is not None else []) + list(svc.extra_ports):
+def _start(settings: Settings, svc: Service) -> None:
+    ports = ([(svc.port, svc.port_setting)] if svc.port is not None else []) + list(svc.extra_ports)
+    for port, setting in ports:
         if not port_free("127.0.0.1", port):
             raise PlatformError(
                 f"port {port} for {svc.name} is taken by another process; free it or set {setting} in .env"
             )
-
-
-def _start(settings: Settings, svc: Service) -> None:
-    """Start one program; return once supervisord counts it RUNNING (it
-    stayed up for its startsecs)."""
-    _check_ports_free(svc)
     try:
         _proxy(settings).supervisor.startProcess(svc.name, True)
     except xmlrpc.client.Fault as exc:
