@@ -53,17 +53,6 @@ STREAMING_SPARK_CONF = {
     # validation UDF's modules (lakehouse.stream.python_daemon): a new worker
     # starts at once and the workers share those pages.
     "spark.python.daemon.module": "lakehouse.stream.python_daemon",
-    # Projections and predicates outside whole-stage code (Spark's
-    # CodegenObjectFactory: state eviction, sorts, writers) are interpreted, not
-    # compiled. Each stateful operator builds its eviction predicate with the
-    # batch's watermark as a Java literal, so with compiling on, every
-    # micro-batch compiled two new classes with Janino (and their churn evicted
-    # the 100-entry code cache's stable classes, compiled again): ~5 classes a
-    # second at 20 events/s. Whole-stage code is still compiled, and cached.
-    # Measured: the streams' CPU at 20 events/s 85-94% of a core against
-    # 99-117% (docs/performance.md). An internal Spark setting (SQLConf
-    # CODEGEN_FACTORY_MODE); FALLBACK is Spark's default.
-    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
 
 
