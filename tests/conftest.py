@@ -19,14 +19,12 @@ from lakehouse.platform.isolated import isolated_settings as make_settings
 #: few-test, many-minute files for last, where one worker could run them
 #: alone. A file missing here runs after these; a stale figure costs only time.
 FILE_SECONDS = {
-    "test_batch_stack.py": 617,
+    "test_batch_stack.py": 555,
     "test_batch_dag.py": 471,
     "test_exposure.py": 435,
-    "test_batch_ui.py": 406,
     "test_streams_recovery.py": 340,
     "test_broker_durability.py": 326,
-    "test_compose.py": 151,
-    "test_platform_airflow.py": 146,
+    "test_platform_airflow.py": 165,
     "test_dashboard_browser.py": 137,
     "test_fuzz_stream.py": 126,
     "test_broker.py": 120,
@@ -56,24 +54,12 @@ def core_stack(tmp_path_factory):
         stack.clean(settings)
 
 
-@pytest.fixture(scope="module")
-def airflow_stack(tmp_path_factory):
-    """A stack of its own with Airflow's api-server, scheduler, dag-processor,
-    triggerer (plus PostgreSQL and the broker). Not built on core_stack: a
-    running stack's program set is fixed when it starts, so Airflow cannot be
-    added to core_stack afterwards (stack.up refuses).
-
-    One per test file, stopped when the file is done: an idle Airflow stack
-    is not idle (the scheduler's loop, the dag-processor's parsing, the
-    completeness sensor of the scheduled run poking every 30 s take ~28% of
-    a core), and a session-wide one kept taking that from every later file
-    of its pytest-xdist worker (a start costs ~45 s)."""
-    settings = make_settings(tmp_path_factory.mktemp("airflow_run") / "run")
-    try:
-        stack.up(settings, groups=("core", "airflow"))
-        yield settings
-    finally:
-        stack.clean(settings)
+def settings_as_environment(settings, monkeypatch) -> None:
+    """Every setting as an environment variable, as a container gets them."""
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            value = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+            monkeypatch.setenv(name.upper(), str(value))
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """The DAG as users run it, on a whole stack of its own (PostgreSQL, Kafka,
 raw landing and fast aggregation, Spark Connect, Airflow's four components):
 days of the producer's events go through Kafka and raw landing into bronze,
-and runs are triggered through the REST API or by `lakehouse_catch_up`.
+and runs are triggered through the REST API, from the Airflow UI in headless
+Chromium, or by `lakehouse_catch_up`.
 
 * a REST-triggered run equals gold computed independently from the events,
-  and a re-run leaves PostgreSQL identical;
+  and a re-run from the UI's Trigger button leaves PostgreSQL identical;
+* the REST API refuses a malformed event date;
 * while raw landing is stopped the run waits in its completeness sensor (a
   rescheduling sensor: no worker slot), and completes once it resumes;
 * a date whose events landed while the scheduler was down is run after the
@@ -40,6 +42,9 @@ TODAY = datetime.now(timezone.utc).date()
 # after newer ones counts as late data, see lakehouse/batch/completeness.py).
 D_REST, D_STOPPED, D_MISSED = (TODAY - timedelta(days=n) for n in (4, 3, 2))
 N = 3000
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +54,8 @@ def full(tmp_path_factory):
     try:
         stack.up(settings, groups=("core", "airflow", "pipeline"))
         api = patient(lambda: Api(settings))
-        patient(lambda: wait_for_dag(api, DAG_ID))
+        dag = patient(lambda: wait_for_dag(api, DAG_ID))
+        assert dag["is_paused"] is False  # DAGS_ARE_PAUSED_AT_CREATION=False (docs/batch.md)
         # The scheduler's own run for yesterday stays: it waits in its sensor
         # until raw landing has reported, then processes an empty day. Runs
         # triggered here (and by lakehouse_catch_up) queue behind it.
@@ -108,6 +114,45 @@ def trigger(api: Api, d: date) -> str:
     return resp.json()["dag_run_id"]
 
 
+def trigger_from_the_ui(settings, api: Api, d: date, screenshots) -> dict:
+    """Sign in to the Airflow UI in headless Chromium, press the DAG's Trigger
+    button, enter `d` as the event date; the finished run, with the run's page
+    screenshot in `screenshots`."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from lakehouse.platform import airflow
+
+    def manual_runs() -> set[str]:
+        runs = get(api, f"/dags/{DAG_ID}/dagRuns", params={"limit": 100})["dag_runs"]
+        # lakehouse_catch_up's runs are manual too; they are told apart by their id
+        return {r["dag_run_id"] for r in runs if r["run_type"] == "manual" and not r["dag_run_id"].startswith("catch_up__")}
+
+    before = manual_runs()
+    base = airflow.base_url(settings)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(f"{base}/")
+        page.get_by_label("Username").fill(settings.airflow_admin_user)
+        page.get_by_label("Password").fill(settings.airflow_admin_password.get_secret_value())
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/auth/login" not in url)
+        page.goto(f"{base}/dags/{DAG_ID}")
+        page.get_by_role("button", name="Trigger").first.click()
+        dialog = page.get_by_role("dialog")
+        dialog.locator("#element_event_date").fill(d.isoformat())  # the param's date input
+        dialog.get_by_role("button", name="Trigger").click()
+        new = wait_for(lambda: manual_runs() - before, 120, "the Trigger button to create a run", every=1)
+        assert len(new) == 1, new
+        run = wait_for_run(api, new.pop())
+        page.goto(f"{base}/dags/{DAG_ID}/runs/{run['dag_run_id']}")
+        expect(page.get_by_text("success").first).to_be_visible(timeout=120_000)
+        page.screenshot(path=str(screenshots / "airflow_run_success.png"), full_page=True)
+        browser.close()
+    return run
+
+
 def task_state(api: Api, run_id: str, task_id: str) -> str | None:
     return get(api, f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}").get("state")
 
@@ -125,7 +170,7 @@ def supervisor(settings):
     return stack._proxy(settings).supervisor
 
 
-def test_rest_triggered_run_equals_independent_gold_and_a_rerun_is_identical(full):
+def test_rest_triggered_run_equals_independent_gold_and_a_rerun_from_the_ui_is_identical(full, tmp_path):
     settings, api = full
     expected = send_day(settings, D_REST, N, seed=21)
     run = wait_for_run(api, trigger(api, D_REST))
@@ -135,8 +180,9 @@ def test_rest_triggered_run_equals_independent_gold_and_a_rerun_is_identical(ful
     assert (bronze_rows, silver_rows) == (expected.bronze_rows, expected.silver_rows)
     assert settings.kafka_topic in position  # the stream position the run relied on
     before = gold_checksum(settings, [D_REST])
-    rerun = wait_for_run(api, trigger(api, D_REST))
+    rerun = trigger_from_the_ui(settings, api, D_REST, tmp_path)
     assert rerun["state"] == "success", rerun
+    assert rerun["conf"] == {"event_date": D_REST.isoformat()}
     assert gold_checksum(settings, [D_REST]) == before
 
     # A catch-up run planned for the bronze these runs saw (a user's trigger
@@ -152,6 +198,14 @@ def test_rest_triggered_run_equals_independent_gold_and_a_rerun_is_identical(ful
         == ["skipped"] * 3
     assert batch_run(settings, late) is None
     assert gold_checksum(settings, [D_REST]) == before
+
+
+def test_rest_refuses_a_malformed_event_date(full):
+    _, api = full
+    resp = patient(lambda: api.post(f"/dags/{DAG_ID}/dagRuns",
+                                    {"logical_date": None, "conf": {"event_date": "20-10-2026"}}))
+    assert resp.status_code == 400, resp.text
+    assert "event_date" in resp.text
 
 
 def test_sensor_waits_while_raw_landing_is_stopped_and_the_run_completes_once_it_resumes(full):

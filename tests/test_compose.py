@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from lakehouse.platform import compose, launch, postgres
 from lakehouse.platform.secrets import generate_secrets
 from lakehouse.settings import REPO_ROOT, SECRET_FIELDS, Settings
-from tests.conftest import make_settings
+from tests.conftest import make_settings, settings_as_environment
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 TEXT = COMPOSE_FILE.read_text()
@@ -263,39 +263,15 @@ def test_stream_health_reads_recent_progress(core_stack, pg):
     assert not compose.stream_is_fresh(reader_dsn, never, 60)
 
 
-def _settings_as_environment(settings, monkeypatch) -> None:
-    """Every setting as an environment variable, as a container gets them."""
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            value = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-            monkeypatch.setenv(name.upper(), str(value))
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 def test_compose_init_against_real_services(core_stack, monkeypatch):
     """`compose init` (the one-shot container) on real PostgreSQL and broker:
     schema, topic and Airflow's metadata database (about 30 s on a fresh one)."""
-    _settings_as_environment(core_stack, monkeypatch)
+    settings_as_environment(core_stack, monkeypatch)
     res = CliRunner().invoke(compose.app, ["init"])
     assert res.exit_code == 0, res.output
     assert "schema, topic and Airflow metadata ready" in res.output
     with psycopg2.connect(core_stack.pg_dsn("airflow")) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name IN ('dag', 'dag_run', 'alembic_version')")
         assert cur.fetchone()[0] == 3
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_compose_health_checks_against_real_airflow(airflow_stack, monkeypatch):
-    """The containers' health checks pass against running Airflow components."""
-    import time
-
-    _settings_as_environment(airflow_stack, monkeypatch)
-    runner = CliRunner()
-    for service in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
-        deadline = time.monotonic() + 120
-        while (code := runner.invoke(compose.app, ["health", service]).exit_code) != 0 and time.monotonic() < deadline:
-            time.sleep(3)
-        assert code == 0, f"{service} health check did not pass"
-    assert runner.invoke(compose.app, ["health", "stream", "--query", "no-such-stream"]).exit_code == 1
