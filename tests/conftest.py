@@ -12,28 +12,28 @@ from lakehouse.platform.isolated import free_port  # noqa: F401  (re-exported fo
 from lakehouse.platform.isolated import isolated_settings as make_settings
 
 #: Seconds each long test file took (its tests' setup, call and teardown) in
-#: `make test` on 2 cores (2 pytest-xdist workers, 2026-12-03, `--junitxml`).
+#: `make test` on 2 cores (2 pytest-xdist workers, 2026-12-04, `--junitxml`).
 #: `make test` hands whole files to its workers in collection order
 #: (`--dist loadfile --no-loadscope-reorder`), and collection puts the longest
 #: files first: pytest-xdist's own order (most tests first) left the
 #: few-test, many-minute files for last, where one worker could run them
 #: alone. A file missing here runs after these; a stale figure costs only time.
 FILE_SECONDS = {
-    "test_batch_stack.py": 555,
+    "test_batch_stack.py": 568,
     "test_batch_dag.py": 471,
-    "test_exposure.py": 435,
-    "test_streams_recovery.py": 340,
-    "test_broker_durability.py": 326,
-    "test_platform_airflow.py": 165,
-    "test_dashboard_browser.py": 137,
-    "test_fuzz_stream.py": 126,
-    "test_broker.py": 120,
-    "test_batch_quality.py": 89,
-    "test_streams_bad_input.py": 71,
-    "test_streams_landing.py": 69,
-    "test_batch_transforms.py": 67,
-    "test_platform.py": 61,
-    "test_spark_memory.py": 52,
+    "test_broker_durability.py": 269,
+    "test_exposure.py": 205,
+    "test_streams_recovery.py": 200,
+    "test_broker.py": 152,
+    "test_dashboard_browser.py": 147,
+    "test_platform_airflow.py": 133,
+    "test_batch_quality.py": 104,
+    "test_fuzz_stream.py": 92,
+    "test_streams_bad_input.py": 74,
+    "test_streams_landing.py": 60,
+    "test_platform.py": 37,
+    "test_privileges.py": 36,
+    "test_spark_memory.py": 34,
 }
 
 
