@@ -30,6 +30,7 @@ from lakehouse.platform import stack
 from lakehouse.polling import wait_for
 from tests.airflow_api import Api, wait_for_dag
 from tests.batch_helpers import assert_gold_matches, gold_checksum
+from tests.browser import launch_chromium
 from tests.conftest import make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,9 +43,6 @@ TODAY = datetime.now(timezone.utc).date()
 # after newer ones counts as late data, see lakehouse/batch/completeness.py).
 D_REST, D_STOPPED, D_MISSED = (TODAY - timedelta(days=n) for n in (4, 3, 2))
 N = 3000
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -120,17 +118,19 @@ def trigger_from_the_ui(settings, api: Api, d: date, screenshots) -> dict:
     screenshot in `screenshots`."""
     from playwright.sync_api import expect, sync_playwright
 
+    from lakehouse.batch.catch_up import RUN_ID_PREFIX
     from lakehouse.platform import airflow
 
     def manual_runs() -> set[str]:
         runs = get(api, f"/dags/{DAG_ID}/dagRuns", params={"limit": 100})["dag_runs"]
         # lakehouse_catch_up's runs are manual too; they are told apart by their id
-        return {r["dag_run_id"] for r in runs if r["run_type"] == "manual" and not r["dag_run_id"].startswith("catch_up__")}
+        return {r["dag_run_id"] for r in runs
+                if r["run_type"] == "manual" and not r["dag_run_id"].startswith(RUN_ID_PREFIX)}
 
     before = manual_runs()
     base = airflow.base_url(settings)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
         page.goto(f"{base}/")

@@ -31,6 +31,7 @@ from lakehouse.dashboard import iter_panels, load_dashboard
 from lakehouse.platform import dashboard as dashboard_program
 from lakehouse.platform import stack
 from lakehouse.polling import wait_for
+from tests.browser import launch_chromium
 from tests.conftest import free_port, make_settings
 from tests.test_dashboard import (
     EVENTS_PER_SOURCE,
@@ -42,9 +43,6 @@ from tests.test_dashboard import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 DASHBOARD = load_dashboard()
 TITLES = [p["title"] for p in iter_panels(DASHBOARD)]
 CHARTS = {p["title"] for p in iter_panels(DASHBOARD) if p["type"] == "timeseries"}
@@ -73,10 +71,6 @@ def dash_stack(tmp_path_factory):
         yield settings
     finally:
         stack.clean(settings)
-
-
-def _browser(p):
-    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 def sign_in(page, base: str, settings) -> None:
@@ -147,7 +141,7 @@ def test_every_panel_renders_live_and_recovers_from_a_database_outage(dash_stack
         assert requests.get(base + path, timeout=30).status_code == 401
     assert requests.post(base + "/_dash-update-component", json={}, timeout=30).status_code == 401
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(60_000)
         sign_in(page, base, settings)
@@ -234,7 +228,7 @@ def test_a_panel_added_to_a_copy_of_the_json_renders_and_a_failing_one_stays_in_
     thread.start()
     try:
         with sync_playwright() as p:
-            browser = _browser(p)
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(60_000)
             sign_in(page, dashboard_program.base_url(settings), settings)

@@ -15,7 +15,7 @@ from lakehouse.platform import stack
 from lakehouse.platform.airflow import DAGS_DIR, base_url
 from lakehouse.polling import wait_for
 from tests.airflow_api import Api
-from tests.conftest import make_settings
+from tests.conftest import make_settings, settings_as_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -120,7 +120,6 @@ def test_compose_health_checks_pass_against_running_airflow(airflow_stack, monke
     from typer.testing import CliRunner
 
     from lakehouse.platform import compose
-    from tests.conftest import settings_as_environment
 
     settings_as_environment(airflow_stack, monkeypatch)
     runner = CliRunner()
