@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -97,6 +100,7 @@ def test_the_scheduler_preloads_what_tasks_import():
 
     cmd = airflow.command("scheduler")
     assert cmd[1:4] == ["-m", "lakehouse.platform.airflow", "scheduler"]
+    assert "scheduler" in airflow.JOB_COMPONENTS
     assert {"great_expectations", "pyspark.sql.connect.session"} <= set(airflow.PRELOAD)
 
 
@@ -129,13 +133,106 @@ def test_compose_health_checks_pass_against_running_airflow(airflow_stack, monke
     assert runner.invoke(compose.app, ["health", "stream", "--query", "no-such-stream"]).exit_code == 1
 
 
+def test_a_stopping_airflow_program_can_write_its_stacks_and_runs_on(airflow_stack):
+    """`lakehouse down` has an Airflow program that is about to be killed
+    write its threads' stacks to its log first (airflow.STACK_DUMP_SIGNAL);
+    the running dag-processor writes them on that signal and keeps running."""
+    from lakehouse.platform import airflow
+    from lakehouse.platform.stack import _proxy
+
+    proxy = _proxy(airflow_stack).supervisor
+    before = proxy.getProcessInfo("airflow-dag-processor")
+    log = airflow_stack.log_dir / "airflow-dag-processor.log"
+    size = log.stat().st_size
+    os.kill(before["pid"], airflow.STACK_DUMP_SIGNAL)
+    wait_for(lambda: "(most recent call first)" in log.read_text()[size:], 30, "the dag-processor's stack dump")
+    assert "in _run_parsing_loop" in log.read_text()[size:]
+    after = proxy.getProcessInfo("airflow-dag-processor")
+    assert (after["statename"], after["pid"]) == ("RUNNING", before["pid"])
+
+
+#: A stack dump's frames, most recent first: (file, function).
+_FRAME = re.compile(r'^\s+File "(.*)", line \d+ in (\S+)$', re.M)
+
+
+def deadlocked_in_its_stop_handler(log_text: str) -> bool:
+    """Whether a program's log ends in the known Airflow 3.3.2 stop deadlock
+    (airflow.JOB_COMPONENTS): a thread of its stack dump runs the SIGTERM
+    handler `_exit_gracefully`, waiting for structlog's write lock in the log
+    line that handler writes, while the line it interrupted holds the lock."""
+    dumps = log_text.split("(most recent call first):")
+    for thread in dumps[1:]:
+        frames = _FRAME.findall(thread.split("\n\n")[0])
+        handler = [i for i, (_, fn) in enumerate(frames) if fn == "_exit_gracefully"]
+        if handler:
+            i = handler[0]
+            structlog = [j for j, (f, _) in enumerate(frames) if f.endswith("structlog/_output.py")]
+            if any(j < i for j in structlog) and any(j > i for j in structlog):
+                return True
+    return False
+
+
+#: What Airflow's job runners do on SIGTERM (their `_exit_gracefully`): log a
+#: line, then exit; here in a program that logs through Airflow's structlog
+#: set-up all the time, into a pipe its reader stops reading.
+_LOGS_IN_ITS_SIGNAL_HANDLER = """
+import faulthandler, signal, sys
+import airflow  # Airflow's logging set-up (structlog)
+import structlog
+log = structlog.get_logger("t")
+def _exit_gracefully(signum, frame):
+    log.info("Exiting gracefully upon receiving signal", signum=signum)
+    sys.exit(0)
+faulthandler.register(signal.SIGUSR1, all_threads=True)
+signal.signal(signal.SIGTERM, _exit_gracefully)
+print("ready", flush=True)
+while True:
+    log.info("a log line", text="x" * 200)
+"""
+
+
+def test_a_log_line_in_a_signal_handler_deadlocks_on_a_blocked_write_and_its_stack_tells(tmp_path):
+    """The premise of deadlocked_in_its_stop_handler: a SIGTERM that lands
+    while the program is blocked writing a log line (its output pipe full)
+    hangs it in its handler for good; the stack it writes on SIGUSR1 is told
+    apart from other hangs."""
+    import threading
+    import time
+
+    stacks = tmp_path / "stacks.txt"
+    with stacks.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", _LOGS_IN_ITS_SIGNAL_HANDLER], stdout=subprocess.PIPE,
+                                stderr=err)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(1)  # nobody reads: the pipe fills, the program blocks in a write
+        proc.terminate()
+        time.sleep(0.5)
+        threading.Thread(target=proc.stdout.read, daemon=True).start()  # the pipe drains again
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(5)
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "_exit_gracefully" in stacks.read_text(), 10, "the stack dump")
+    finally:
+        proc.kill()
+        proc.wait()
+    dump = stacks.read_text()
+    assert deadlocked_in_its_stop_handler(dump), dump
+    # a hang outside the handler, or a handler that interrupted no log line
+    assert not deadlocked_in_its_stop_handler(dump.replace("_exit_gracefully", "_refresh_dag_bundles"))
+    interrupted = dump.rindex("structlog/_output.py")
+    assert not deadlocked_in_its_stop_handler(dump[:interrupted] + "sqlalchemy/pool/base.py" +
+                                              dump[interrupted + len("structlog/_output.py"):])
+    assert not deadlocked_in_its_stop_handler("no stack at all\n")
+
+
 def test_down_stops_each_program_before_what_it_uses_and_none_is_killed(airflow_stack):
     """Last in this file: it stops the module's stack. `lakehouse down` stops
     Airflow's scheduler, dag-processor and triggerer together, then the API
     server they report to, then the servers (Service.stop_wave); each stops on
-    its own signal, none waits for supervisord's SIGKILL."""
-    import re
-
+    its own signal, none waits for supervisord's SIGKILL, but for one that
+    hung in Airflow's own stop deadlock (deadlocked_in_its_stop_handler,
+    shown by the stack it wrote to its log before it was killed)."""
     from lakehouse.platform.services import services
 
     assert stack.down(airflow_stack)
@@ -143,7 +240,10 @@ def test_down_stops_each_program_before_what_it_uses_and_none_is_killed(airflow_
     stopped = re.findall(r"^(\S+ \S+) \w+ stopped: (\S+) \((.*)\)$", log, re.M)
     waves = {s.name: s.stop_wave for s in services(airflow_stack) if s.group in ("core", "airflow")}
     assert sorted(name for _, name, _ in stopped) == sorted(waves), stopped
-    assert [how for _, _, how in stopped if "SIGKILL" in how] == [], stopped
+    for _, name, how in stopped:
+        if "SIGKILL" in how:
+            text = (airflow_stack.log_dir / f"{name}.log").read_text()
+            assert deadlocked_in_its_stop_handler(text), (name, stopped, text[-6000:])
     order = [waves[name] for _, name, _ in sorted(stopped)]
     assert order == sorted(order), stopped
     assert set(order) == {0, 1, 2}

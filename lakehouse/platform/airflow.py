@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -114,23 +115,42 @@ PRELOAD = (
 )
 
 
+#: Airflow's programs whose stop can hang: the scheduler's, the dag-processor's
+#: and the triggerer's SIGTERM handlers log a line, and structlog's write lock
+#: is not reentrant, so a signal that lands while the program is blocked
+#: writing a log line (its output pipe full) deadlocks it (Airflow 3.3.2;
+#: docs/operations.md, reproduced in tests/test_platform_airflow.py). They run
+#: through `run` below, which lets `lakehouse down` have their stacks written
+#: to their logs (STACK_DUMP_SIGNAL) before it gives up on them.
+JOB_COMPONENTS = ("scheduler", "dag-processor", "triggerer")
+
+#: Python's faulthandler writes every thread's stack to stderr on this signal
+#: (async-signal-safe: it works while the interpreter is deadlocked). Airflow
+#: uses SIGUSR1 only with [scheduler] enable_tracemalloc, which we leave off.
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+
+
 def command(component: str) -> list[str]:
     extra = ["--skip-serve-logs"] if component in SKIP_SERVE_LOGS else []
-    if component == "scheduler":
-        return [sys.executable, "-m", "lakehouse.platform.airflow", "scheduler", *extra]
+    if component in JOB_COMPONENTS:
+        return [sys.executable, "-m", "lakehouse.platform.airflow", component, *extra]
     return [airflow_bin(), component, *extra]
 
 
-def preload_and_run(argv: list[str]) -> None:
-    """Import PRELOAD, then run the Airflow CLI with argv (the scheduler)."""
+def run(argv: list[str]) -> None:
+    """Run the Airflow CLI with argv in this process, after registering the
+    stack dump on STACK_DUMP_SIGNAL; the scheduler imports PRELOAD first."""
+    import faulthandler
     import importlib
     import logging
 
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # a missing optional module must not stop the scheduler
-            logging.getLogger(__name__).warning("preload of %s failed: %s", name, exc)
+    faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
+    if argv[:1] == ["scheduler"]:
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # a missing optional module must not stop the scheduler
+                logging.getLogger(__name__).warning("preload of %s failed: %s", name, exc)
     from airflow.__main__ import main as airflow_main
 
     sys.argv = ["airflow", *argv]
@@ -148,4 +168,4 @@ def migrate(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    preload_and_run(sys.argv[1:])
+    run(sys.argv[1:])

@@ -35,6 +35,11 @@ class Service:
     #: `lakehouse down` stops the programs of a wave all at once, wave 0 first:
     #: a program's wave comes after those of the programs that use it.
     stop_wave: int = 0
+    #: An Airflow program whose stop can hang (airflow.JOB_COMPONENTS, run with
+    #: the stack dump registered): a few seconds before supervisord would kill
+    #: it, `lakehouse down` has it write every thread's stack to its log
+    #: (airflow.STACK_DUMP_SIGNAL; to any other program that signal is fatal).
+    dumps_stack: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -53,7 +58,7 @@ def grafana_binary(settings: Settings) -> str | None:
 
 def services(settings: Settings) -> list[Service]:
     """Every service of the embedded stack, in start order."""
-    from lakehouse.platform import broker
+    from lakehouse.platform import airflow, broker
 
     out = [
         Service(
@@ -80,9 +85,12 @@ def services(settings: Settings) -> list[Service]:
         # Airflow's other programs report to the API server while they stop.
         Service("airflow-api-server", "airflow", _launch("airflow-api-server", settings),
                 port=settings.airflow_port, port_setting="AIRFLOW_PORT", startsecs=5, priority=10, stop_wave=1),
-        Service("airflow-scheduler", "airflow", _launch("airflow-scheduler", settings), priority=11),
-        Service("airflow-dag-processor", "airflow", _launch("airflow-dag-processor", settings), priority=12),
-        Service("airflow-triggerer", "airflow", _launch("airflow-triggerer", settings), priority=13),
+        Service("airflow-scheduler", "airflow", _launch("airflow-scheduler", settings),
+                dumps_stack="scheduler" in airflow.JOB_COMPONENTS, priority=11),
+        Service("airflow-dag-processor", "airflow", _launch("airflow-dag-processor", settings),
+                dumps_stack="dag-processor" in airflow.JOB_COMPONENTS, priority=12),
+        Service("airflow-triggerer", "airflow", _launch("airflow-triggerer", settings),
+                dumps_stack="triggerer" in airflow.JOB_COMPONENTS, priority=13),
     ]
     if settings.producer_enabled:
         out.append(Service("producer", "pipeline", _launch("producer", settings), stopwaitsecs=30, priority=30))

@@ -321,20 +321,40 @@ def down(settings: Settings, timeout: float = 120) -> bool:
     return True
 
 
+#: Seconds before supervisord's SIGKILL at which `_stop_together` has a
+#: program with `Service.dumps_stack` that is still stopping write its stacks.
+STACK_DUMP_LEAD = 5
+
+
 def _stop_together(settings: Settings, names: list[str]) -> None:
     """Send each program its stop signal at once and wait until all have
-    stopped; supervisord kills one that outlives its stopwaitsecs."""
+    stopped; supervisord kills one that outlives its stopwaitsecs, and one
+    that can write its stacks (`Service.dumps_stack`) writes them to its log
+    first, so the log tells where it hung."""
     proxy = _proxy(settings).supervisor
+    svc = {s.name: s for s in services(settings)}
     for name in names:
         try:
             proxy.stopProcess(name, False)
         except xmlrpc.client.Fault as exc:
             if "NOT_RUNNING" not in exc.faultString:
                 raise
+    started = time.monotonic()
+    dump_at = {n: started + svc[n].stopwaitsecs - STACK_DUMP_LEAD for n in names if n in svc and svc[n].dumps_stack}
     pending = set(names)
-    deadline = time.monotonic() + 150  # beyond every stopwaitsecs (services.py); then supervisord's shutdown
+    deadline = started + 150  # beyond every stopwaitsecs (services.py); then supervisord's shutdown
     while pending and time.monotonic() < deadline:
-        pending = {n for n in pending if proxy.getProcessInfo(n)["statename"] == "STOPPING"}
+        info = {n: proxy.getProcessInfo(n) for n in pending}
+        pending = {n for n in pending if info[n]["statename"] == "STOPPING"}
+        for n in sorted(pending & dump_at.keys()):
+            if time.monotonic() >= dump_at[n]:
+                del dump_at[n]
+                log(f"{n} has not stopped after {svc[n].stopwaitsecs - STACK_DUMP_LEAD} s; "
+                    f"its threads' stacks go to {settings.log_dir / (n + '.log')}")
+                try:
+                    os.kill(info[n]["pid"], airflow.STACK_DUMP_SIGNAL)
+                except ProcessLookupError:
+                    pass
         time.sleep(0.2)
 
 
