@@ -72,6 +72,19 @@ def test_clean_day_passes_and_keeps_results(run, tmp_path):
     assert (tmp_path / "data_docs" / "index.html").exists()
 
 
+def test_leaves_nothing_in_the_temporary_directory(run, tmp_path, monkeypatch):
+    """GE's default ephemeral context would build a second Data Docs site in a
+    new temporary directory at every run and leave it there."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    run(frame(), tmp_path / "out")
+    assert (tmp_path / "out" / "data_docs" / "index.html").exists()
+    assert list(scratch.iterdir()) == []
+
+
 def test_critical_failure_names_expectation_and_counts(run, tmp_path):
     outcomes = run(frame(event_type=["login", "refund", "refund"], user_id=[1, -2, 3]), tmp_path)
     with pytest.raises(quality.QualityGateError) as err:

@@ -130,17 +130,20 @@ def _run_suite(frame, event_date: date, run_id: str, out_dir: Path, max_rejected
                sample_size: int):
     """One checkpoint run of the suite (Data Docs updated); GE's validation result."""
     import great_expectations as gx
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
 
-    context = gx.get_context(mode="ephemeral")
-    context.add_data_docs_site(
-        site_name="lakehouse",
-        site_config={
+    # Our Data Docs site only: GE's default ephemeral context adds a second
+    # site in a fresh temporary directory, builds it at every run and never
+    # removes it (4 MB of HTML left in /tmp per validation).
+    context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        data_docs_sites={"lakehouse": {
             "class_name": "SiteBuilder",
             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
                               "base_directory": str(out_dir / "data_docs")},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        },
-    )
+        }},
+    ))
     source = (context.data_sources.add_pandas("silver") if isinstance(frame, pd.DataFrame)
               else context.data_sources.add_spark("silver", persist=False))
     batch = (
