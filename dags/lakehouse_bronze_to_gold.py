@@ -50,7 +50,6 @@ from airflow.sdk import CronTriggerTimetable, Param, PokeReturnValue, dag, get_c
 from lakehouse.settings import get_settings
 
 SPARK_CONN_ID = "spark_default"
-POSTGRES_CONN_ID = "lakehouse_postgres"
 
 DEFAULT_ARGS = {
     "owner": "lakehouse",
@@ -99,13 +98,9 @@ def _run():
 
 def _pg_connect():
     """A psycopg2 connection factory for the `lakehouse_postgres` connection (writer role)."""
-    import psycopg2
-    from airflow.sdk import Connection
+    from lakehouse.batch.load import airflow_connect
 
-    c = Connection.get(POSTGRES_CONN_ID)
-    return lambda: psycopg2.connect(
-        host=c.host, port=c.port, user=c.login, password=c.password, dbname=c.schema, connect_timeout=10
-    )
+    return airflow_connect()
 
 
 @dag(

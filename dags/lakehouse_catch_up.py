@@ -50,11 +50,8 @@ def lakehouse_catch_up():
         """The dates to run, oldest first, as trigger arguments."""
         from datetime import timezone
 
-        import psycopg2
-        from airflow.sdk import Connection
-
         from lakehouse import catalog
-        from lakehouse.batch import catch_up
+        from lakehouse.batch import catch_up, load
 
         ctx = get_current_context()
         active = ctx["ti"].get_dr_count(dag_id=TARGET_DAG, states=["queued", "running"])
@@ -62,9 +59,7 @@ def lakehouse_catch_up():
             print(f"{active} run(s) of {TARGET_DAG} queued or running: planning next time", flush=True)
             return []
         settings = get_settings()
-        c = Connection.get("lakehouse_postgres")
-        conn = psycopg2.connect(host=c.host, port=c.port, user=c.login, password=c.password, dbname=c.schema,
-                                connect_timeout=10)
+        conn = load.airflow_connect()()
         try:
             done = catch_up.last_successful_runs(conn)
         finally:

@@ -31,6 +31,20 @@ log = logging.getLogger(__name__)
 
 Connect = Callable[[], "psycopg2.extensions.connection"]
 
+#: The Airflow connection through which the DAGs reach the serving database
+#: (writer role); lakehouse.platform.airflow defines it for the embedded stack.
+POSTGRES_CONN_ID = "lakehouse_postgres"
+
+
+def airflow_connect(conn_id: str = POSTGRES_CONN_ID) -> Connect:
+    """A connection factory for an Airflow connection (inside a running task)."""
+    from airflow.sdk import Connection
+
+    c = Connection.get(conn_id)
+    return lambda: psycopg2.connect(
+        host=c.host, port=c.port, user=c.login, password=c.password, dbname=c.schema, connect_timeout=10
+    )
+
 #: Retries inside one task attempt for a brief PostgreSQL outage; Airflow's
 #: task retries (with backoff) cover longer ones.
 OUTAGES = (psycopg2.OperationalError, psycopg2.InterfaceError)
