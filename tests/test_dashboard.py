@@ -334,6 +334,47 @@ def test_pipeline_health_panels(reader):
     assert 0 <= float(ages["raw-landing"]) < 600
 
 
+def rows_read(plan: dict, relation: str) -> int:
+    """Rows an EXPLAIN ANALYZE plan read from a table: kept plus filtered
+    out, over every scan of it and every loop."""
+    own = 0
+    if plan.get("Relation Name") == relation:
+        own = (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)
+               + plan.get("Rows Removed by Index Recheck", 0)) * plan.get("Actual Loops", 1)
+    return own + sum(rows_read(p, relation) for p in plan.get("Plans", []))
+
+
+@pytest.mark.integration
+def test_stream_panels_read_their_range_not_the_whole_history(serving, reader):
+    """With 200,000 micro-batches of history (days of a running stream, and a
+    stream that stopped days ago), each panel on the streams' progress reads a
+    few thousand rows, not the table: row counts from EXPLAIN ANALYZE, no
+    timing. The history is rolled back afterwards."""
+    history = 200_000
+    queries = [q for q in panel_queries(DASHBOARD) if re.search(r"ops\.stream_(progress|latest)", q.target["rawSql"])]
+    assert len(queries) >= 4
+    conn = psycopg2.connect(serving.pg_dsn("superuser", serving.pg_database))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO ops.stream_progress (query_name, batch_id, input_rows, lag, future_events, recorded_at) "
+                        "SELECT 'history-live', g, 100, 0, 0, now() - interval '2 hours' - make_interval(secs => %s - g) "
+                        "FROM generate_series(1, %s) g", (history, history))
+            cur.execute("INSERT INTO ops.stream_progress (query_name, batch_id, input_rows, recorded_at) "
+                        "VALUES ('history-stopped', 0, 1, now() - interval '5 days')")
+            # what autovacuum does for the BRIN index (autosummarize) as the table grows
+            cur.execute("SELECT brin_summarize_new_values('ops.stream_progress_recorded')")
+            cur.execute("ANALYZE ops.stream_progress")
+            for q in queries:
+                cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + q.sql(datetime.now(timezone.utc), DASHBOARD))
+                read = rows_read(cur.fetchone()[0][0]["Plan"], "stream_progress")
+                assert read < history // 20, f"{q.title}: read {read} rows of ops.stream_progress"
+            cur.execute("SELECT query_name FROM ops.stream_latest WHERE query_name LIKE 'history-%' ORDER BY 1")
+            assert cur.fetchall() == [("history-live",), ("history-stopped",)]
+    finally:
+        conn.rollback()
+        conn.close()
+
+
 @pytest.mark.integration
 def test_the_dashboard_role_cannot_write(serving):
     conn = psycopg2.connect(serving.pg_dsn("reader"))  # a plain session, as Grafana opens it
