@@ -1,14 +1,17 @@
 """
 ### lakehouse_maintenance
 
-Daily upkeep of the Delta tables the streams and the batch DAG write:
+Daily upkeep of what the streams and the batch DAG write:
 
 * **compact** the small files of *closed* date partitions (older than
   `DELTA_COMPACT_AFTER_DAYS`, default 2: no late event lands there any more),
   so readers open few large files instead of one file per micro-batch;
 * **vacuum** files unreferenced for longer than `DELTA_VACUUM_RETENTION_HOURS`
   (default and minimum 168 h = 7 days: time travel and slow readers keep
-  working).
+  working);
+* **prune** the streams' progress history in `ops.stream_progress` (one row
+  per micro-batch, ~200,000 a day while producing) to
+  `OPS_PROGRESS_RETENTION_DAYS` (default 7); each stream's latest row stays.
 
 Delta's own `OPTIMIZE ... WHERE` and `VACUUM ... RETAIN`, through Spark SQL
 on the `spark_default` session (the stack's Spark Connect server). Safe while
@@ -26,7 +29,7 @@ from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 @dag(
     dag_id="lakehouse_maintenance",
-    description="Compact closed partitions and vacuum bronze and silver Delta tables",
+    description="Compact closed partitions and vacuum bronze and silver Delta tables; prune stream progress",
     schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
     start_date=datetime(2024, 1, 1),
     catchup=False,
@@ -49,7 +52,16 @@ def lakehouse_maintenance():
 
         return maintain()
 
+    @task
+    def prune_stream_progress() -> int:
+        """Delete ops.stream_progress rows older than the retention (each stream's latest stays)."""
+        from lakehouse.batch import load, maintenance
+        from lakehouse.settings import get_settings
+
+        return maintenance.prune_stream_progress(load.airflow_connect(), get_settings().ops_progress_retention_days)
+
     maintain_layer("bronze") >> maintain_layer("silver")
+    prune_stream_progress()
 
 
 lakehouse_maintenance()

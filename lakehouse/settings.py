@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     delta_compact_after_days: int = Field(
         2, ge=1, description="A date partition this many days old is closed (no more late data) and compacted."
     )
+    ops_progress_retention_days: int = Field(
+        7, ge=1,
+        description="ops.stream_progress keeps this many days of micro-batches (~200,000 rows a day while "
+        "producing; each stream's latest row is always kept); lakehouse_maintenance deletes older ones.",
+    )
 
     # --- Airflow ------------------------------------------------------------
     airflow_host: str = "127.0.0.1"

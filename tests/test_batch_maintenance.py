@@ -79,3 +79,31 @@ def test_file_listing_jobs_are_sized_for_the_machine(spark):
     assert spark.conf.get(key) == str(settings.spark_listing_parallelism) == "8"
     argv, _ = spark_connect.server_command(settings)
     assert f"{key}={settings.spark_listing_parallelism}" in argv
+
+
+@pytest.mark.integration
+def test_prune_keeps_the_retention_and_each_streams_latest_row(core_stack):
+    """ops.stream_progress: rows older than the retention go, except a
+    stream's latest (here a stream stopped 10 days ago); recent rows stay."""
+    import psycopg2
+
+    dsn = core_stack.pg_dsn("writer")
+    rows = [("prune-live", b, f"{age} days") for b, age in enumerate((12, 11, 10, 2, 0))]
+    rows += [("prune-stopped", b, f"{age} days") for b, age in enumerate((12, 11, 10))]
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO ops.stream_progress (query_name, batch_id, input_rows, recorded_at) "
+                        "VALUES (%s, %s, 1, now() - %s::interval)", rows)
+    try:
+        deleted = maintenance.prune_stream_progress(lambda: psycopg2.connect(dsn), retention_days=7)
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("SELECT query_name, batch_id FROM ops.stream_progress "
+                        "WHERE query_name LIKE 'prune-%' ORDER BY 1, 2")
+            kept = cur.fetchall()
+            cur.execute("SELECT query_name, batch_id FROM ops.stream_latest WHERE query_name LIKE 'prune-%' ORDER BY 1")
+            latest = cur.fetchall()
+    finally:
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM ops.stream_progress WHERE query_name LIKE 'prune-%'")
+    assert kept == [("prune-live", 3), ("prune-live", 4), ("prune-stopped", 2)]
+    assert latest == [("prune-live", 4), ("prune-stopped", 2)]
+    assert deleted >= 5

@@ -10,6 +10,11 @@ through Spark SQL (any session: the Spark Connect server by default):
   less, and Delta's own retention check stays on): time travel within a
   week, slow readers and in-flight writers keep working.
 
+The streams' progress history, one row per micro-batch in
+`ops.stream_progress` (~200,000 rows a day while producing), is kept for
+OPS_PROGRESS_RETENTION_DAYS (7); older rows are deleted, except each
+stream's latest (the DAG's completeness sensor and the dashboard read it).
+
 Safe while raw landing appends: appends are blind inserts into the open
 partitions, which do not conflict with OPTIMIZE's rewrite of closed ones
 (Delta's optimistic concurrency checks exactly that), and VACUUM only
@@ -23,6 +28,7 @@ from datetime import date, timedelta
 
 from lakehouse import catalog
 from lakehouse.batch.delta_io import current_version
+from lakehouse.batch.load import Connect
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,3 +75,27 @@ def maintain(spark, settings: Settings, layer: str, today: date) -> dict:
         vacuum(spark, path, settings.delta_vacuum_retention_hours)
         out[table.name] = {"files_added": metrics["numFilesAdded"], "files_removed": metrics["numFilesRemoved"]}
     return out
+
+
+#: Older than the retention, and not its stream's latest (ops.stream_latest).
+PRUNE_STREAM_PROGRESS = """
+DELETE FROM ops.stream_progress p
+USING ops.stream_latest l
+WHERE p.query_name = l.query_name
+  AND p.recorded_at < now() - make_interval(days => %s)
+  AND p.recorded_at < l.recorded_at
+"""
+
+
+def prune_stream_progress(connect: Connect, retention_days: int) -> int:
+    """Delete micro-batch progress older than the retention, each stream's
+    latest row excepted; returns the number of rows deleted."""
+    conn = connect()
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(PRUNE_STREAM_PROGRESS, (retention_days,))
+            deleted = cur.rowcount
+    finally:
+        conn.close()
+    log.info("deleted %d rows of ops.stream_progress older than %d days", deleted, retention_days)
+    return deleted
