@@ -45,6 +45,7 @@ def airflow_connect(conn_id: str = POSTGRES_CONN_ID) -> Connect:
         host=c.host, port=c.port, user=c.login, password=c.password, dbname=c.schema, connect_timeout=10
     )
 
+
 #: Retries inside one task attempt for a brief PostgreSQL outage; Airflow's
 #: task retries (with backoff) cover longer ones.
 OUTAGES = (psycopg2.OperationalError, psycopg2.InterfaceError)
