@@ -13,7 +13,8 @@ Daily upkeep of what the streams and the batch DAG write:
   per micro-batch, ~200,000 a day while producing) to
   `OPS_PROGRESS_RETENTION_DAYS` (default 7); each stream's latest row stays.
 
-Delta's own `OPTIMIZE ... WHERE` and `VACUUM ... RETAIN`, through Spark SQL
+Delta's own `OPTIMIZE ... WHERE` and `VACUUM` (the retention is the tables'
+`delta.deletedFileRetentionDuration`, set from the setting first), through Spark SQL
 on the `spark_default` session (the stack's Spark Connect server). Safe while
 raw landing appends: its blind appends to open partitions do not conflict
 with compacting closed ones. Gold tables are tiny (one small file per date)

@@ -128,7 +128,8 @@ class Settings(BaseSettings):
         description="Every this many minutes lakehouse_catch_up runs the dates that are missing or stale in gold.",
     )
     delta_vacuum_retention_hours: int = Field(
-        168, ge=168, description="Vacuum keeps files younger than this (>= 7 days, time travel and slow readers)."
+        168, ge=168, description="Vacuum keeps files younger than this (>= 7 days, time travel and slow readers); "
+        "set on bronze and silver as Delta's table properties (catalog.retention_properties)."
     )
     delta_compact_after_days: int = Field(
         2, ge=1, description="A date partition this many days old is closed (no more late data) and compacted."

@@ -37,7 +37,7 @@ def _workload(spark, root: Path) -> None:
     (events.where("event_date = DATE'2026-01-02'").write.format("delta").mode("overwrite")
      .option("replaceWhere", "event_date = DATE'2026-01-02'").save(table))
     spark.sql(f"OPTIMIZE delta.`{table}`").collect()
-    spark.sql(f"VACUUM delta.`{table}` RETAIN 168 HOURS").collect()
+    spark.sql(f"VACUUM delta.`{table}`").collect()
     events.toPandas()
 
 

@@ -5,7 +5,10 @@ delta-rs."""
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
@@ -66,6 +69,65 @@ def test_retention_below_seven_days_is_refused(spark):
         make_settings("/tmp/unused", delta_vacuum_retention_hours=24)
     with pytest.raises(ValueError, match="7 days"):
         maintenance.vacuum(spark, "/tmp/unused", 24)
+
+
+def stray_file(path: str, days_old: float) -> Path:
+    """A data file no version references (a failed write's leftover), last
+    modified `days_old` days ago: VACUUM deletes it once it is older than the retention."""
+    stray = Path(path) / f"event_date={OLD}" / f"part-stray-{days_old}.parquet"
+    stray.write_bytes(b"PAR1")
+    then = time.time() - days_old * 86400
+    os.utime(stray, (then, then))
+    return stray
+
+
+def test_vacuum_keeps_the_configured_retention_not_only_deltas_default_week(tmp_path, spark):
+    """DELTA_VACUUM_RETENTION_HOURS=1000 (~42 days): a file 10 days old stays,
+    one 50 days old goes; the tables carry the retention (the log's too, for
+    time travel), readable by delta-rs. Back to the default 168 h: the
+    properties are unset and the 10-day-old file goes. delta-spark 4.4
+    ignores VACUUM's RETAIN argument, so without the table property the
+    10-day-old file went at 1000 h as well."""
+    from lakehouse import catalog
+    from lakehouse.stream import bronze
+
+    long = make_settings(tmp_path / "run", delta_vacuum_retention_hours=1000)
+    bronze.ensure_tables(spark, long)  # raw landing's start: tables created with the retention
+    path = catalog.BRONZE_EVENTS.path(long)
+    wanted = {"delta.deletedFileRetentionDuration": "interval 1000 hours",
+              "delta.logRetentionDuration": "interval 1000 hours"}
+    assert {k: v for k, v in DeltaTable(path).metadata().configuration.items() if k in wanted} == wanted
+    rows = events(OLD, 3, 0)
+    testdata.write_bronze(long, testdata.bronze_table(rows, [datetime.fromisoformat(r["timestamp"]) for r in rows],
+                                                      "t", 1))
+    ten, fifty = stray_file(path, 10), stray_file(path, 50)
+
+    maintenance.maintain(spark, long, "bronze", TODAY)
+    assert ten.exists() and not fifty.exists()
+    assert DeltaTable(path).to_pyarrow_table().num_rows == 3
+
+    silver = catalog.SILVER_EVENTS.path(long)  # a table created without the properties (the DAG's writes)
+    spark.createDataFrame([(1, OLD)], "n int, event_date date").write.format("delta") \
+        .partitionBy("event_date").save(silver)
+    silver_ten = stray_file(silver, 10)
+    maintenance.maintain(spark, long, "silver", TODAY)
+    assert silver_ten.exists()
+    assert DeltaTable(silver).metadata().configuration.get("delta.deletedFileRetentionDuration") \
+        == "interval 1000 hours"
+
+    default = make_settings(tmp_path / "run")
+    maintenance.maintain(spark, default, "bronze", TODAY)
+    assert not ten.exists()
+    assert not set(wanted) & set(DeltaTable(path).metadata().configuration)
+
+
+def test_retention_properties():
+    from lakehouse.catalog import retention_properties
+
+    files, log = "delta.deletedFileRetentionDuration", "delta.logRetentionDuration"
+    assert retention_properties(168) == {files: None, log: None}  # Delta's defaults: 7 days, 30 days
+    assert retention_properties(720) == {files: "interval 720 hours", log: None}
+    assert retention_properties(721) == {files: "interval 721 hours", log: "interval 721 hours"}
 
 
 def test_file_listing_jobs_are_sized_for_the_machine(spark):

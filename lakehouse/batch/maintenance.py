@@ -4,11 +4,13 @@ through Spark SQL (any session: the Spark Connect server by default):
 * `OPTIMIZE delta.`<path>` WHERE <date column> < '<closed before>'` bin-packs
   the small files of *closed* date partitions (older than
   DELTA_COMPACT_AFTER_DAYS, beyond any late event);
-* `VACUUM delta.`<path>` RETAIN <n> HOURS` deletes files that no version
-  younger than the retention references. The retention is
-  DELTA_VACUUM_RETENTION_HOURS, at least 168 h = 7 days (the setting refuses
-  less, and Delta's own retention check stays on): time travel within a
-  week, slow readers and in-flight writers keep working.
+* `VACUUM delta.`<path>`` deletes files that no version younger than the
+  retention references. The retention is DELTA_VACUUM_RETENTION_HOURS, at
+  least 168 h = 7 days (the setting refuses less, and Delta's own retention
+  check stays on): time travel within it, slow readers and in-flight writers
+  keep working. delta-spark 4.4 ignores VACUUM's `RETAIN n HOURS`, so the
+  retention is the table's `delta.deletedFileRetentionDuration`, set first
+  (with the log's retention: `catalog.retention_properties`).
 
 The streams' progress history, one row per micro-batch in
 `ops.stream_progress` (~200,000 rows a day while producing), is kept for
@@ -53,10 +55,15 @@ def compact(spark, path: str, partition_column: str, before: date) -> dict:
 
 
 def vacuum(spark, path: str, retention_hours: int) -> None:
-    """VACUUM with the retention (Delta logs how many files it deleted)."""
-    if retention_hours < 168:
+    """Give the table the retention's properties, then VACUUM (Delta logs how
+    many files it deleted). A RETAIN clause would be ignored (delta-spark 4.4:
+    only the table property counts), so there is none."""
+    if retention_hours < catalog.DELTA_DEFAULT_FILE_RETENTION_HOURS:
         raise ValueError("vacuum retention below 7 days (168 h) is refused")
-    spark.sql(f"VACUUM delta.`{path}` RETAIN {int(retention_hours)} HOURS").collect()
+    changed = catalog.apply_properties(spark, path, catalog.retention_properties(retention_hours))
+    if changed:
+        log.info("%s: table properties %s", path, changed)
+    spark.sql(f"VACUUM delta.`{path}`").collect()
     log.info("vacuumed %s (retention %d h)", path, retention_hours)
 
 

@@ -44,9 +44,16 @@ def table_ddl(table: Table, path: str) -> str:
 
 def ensure_tables(spark: SparkSession, settings: Settings) -> None:
     """Create bronze/events and bronze/quarantine, empty, if absent, so
-    readers (DAG, delta-rs, DuckDB) find them before the first record lands."""
+    readers (DAG, delta-rs, DuckDB) find them before the first record lands;
+    and give them the retention properties (catalog.retention_properties)
+    now, before raw landing appends, so that a change of
+    DELTA_VACUUM_RETENTION_HOURS is not a metadata commit racing its appends."""
+    properties = catalog.retention_properties(settings.delta_vacuum_retention_hours)
     for table in (catalog.BRONZE_EVENTS, catalog.BRONZE_QUARANTINE):
         spark.sql(table_ddl(table, table.path(settings)))
+        changed = catalog.apply_properties(spark, table.path(settings), properties)
+        if changed:
+            log.info("%s: table properties %s", table.key, changed)
 
 
 def events_rows(batch: DataFrame) -> DataFrame:
