@@ -181,3 +181,46 @@ def test_supervisorctl_programs_exist(doc, tmp_path):
     for seg in code_segments(doc.read_text()):
         for action, prog in re.findall(r"supervisorctl -c \.run/supervisord\.conf (start|stop|restart) ([\w-]+)", seg):
             assert prog in names, f"{doc.name}: no program {prog} (programs: {sorted(names)})"
+
+
+TEST_REF = re.compile(r"(tests/test_\w+\.py)::(\w+)")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=ids(DOCS))
+def test_named_tests_exist(doc):
+    """Every `tests/<file>.py::<test>` a doc names is a test function of that file."""
+    missing = []
+    for path, name in set(TEST_REF.findall(doc.read_text())):
+        file = REPO_ROOT / path
+        tree = ast.parse(file.read_text()) if file.is_file() else None
+        names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)} if tree else set()
+        if name not in names:
+            missing.append(f"{path}::{name}")
+    assert not missing, f"{doc.name} names tests that do not exist: {sorted(missing)}"
+
+
+def _index_section() -> str:
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    start = text.index("## Every table: where it is defined")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_every_table_is_in_the_architecture_index():
+    """Every Delta table of the catalogue and every PostgreSQL table or view of
+    sql/*.sql has a row (with its defining file and a test) in docs/architecture.md."""
+    from lakehouse import catalog
+
+    index = _index_section()
+    rows = {line for line in index.splitlines() if line.startswith("| `")}
+    delta = set(catalog.TABLES)
+    sql = set()
+    for f in (REPO_ROOT / "sql").glob("*.sql"):
+        sql |= set(re.findall(r"CREATE (?:TABLE IF NOT EXISTS|OR REPLACE VIEW|VIEW|TABLE) (\w+\.\w+)",
+                              f.read_text(), flags=re.I))
+    assert len(delta) >= 8 and len(sql) >= 11
+    for name in sorted(delta | sql):
+        row = [r for r in rows if f"`{name}`" in r.split(" | ")[0]]
+        assert row, f"{name} is not in the table index of docs/architecture.md"
+        assert TEST_REF.search(row[0]), f"{name}: no test named"
+        for path in re.findall(r"`((?:lakehouse|sql|dags|spark_jobs)/[\w/.*]+)`", row[0]):
+            assert list(REPO_ROOT.glob(path)), f"{name}: {path} does not exist"
