@@ -75,40 +75,38 @@ SILVER_QUARANTINE = TABLES["silver/quarantine"]
 GOLD = {t.name: t for t in TABLES.values() if t.layer == "gold"}
 
 
-#: Delta's own defaults of the two retention properties, in hours (what an
-#: unset property means): VACUUM's file retention 7 days, the log's 30 days.
+#: Delta's own default of VACUUM's file retention, in hours (7 days).
 DELTA_DEFAULT_FILE_RETENTION_HOURS = 168
-DELTA_DEFAULT_LOG_RETENTION_HOURS = 720
 FILE_RETENTION = "delta.deletedFileRetentionDuration"
 LOG_RETENTION = "delta.logRetentionDuration"
 
 
-def retention_properties(hours: int) -> dict[str, str | None]:
-    """The Delta table properties that keep `hours` of history
-    (DELTA_VACUUM_RETENTION_HOURS) in a table we vacuum (None: unset, Delta's
-    default).
+def retention_properties(hours: int) -> dict[str, str]:
+    """The Delta table properties of a table we vacuum, for `hours` of
+    history (DELTA_VACUUM_RETENTION_HOURS).
 
-    delta-spark 4.4 ignores VACUUM's `RETAIN n HOURS` (unless 0): the table
-    property `delta.deletedFileRetentionDuration` decides which files VACUUM
-    deletes. The log is kept at least as long (Delta's 30 days otherwise), so a
-    version whose files are kept can still be read (time travel, RESTORE)."""
-    return {
-        FILE_RETENTION: None if hours == DELTA_DEFAULT_FILE_RETENTION_HOURS else f"interval {hours} hours",
-        LOG_RETENTION: None if hours <= DELTA_DEFAULT_LOG_RETENTION_HOURS else f"interval {hours} hours",
-    }
+    * `delta.deletedFileRetentionDuration`: delta-spark 4.4 ignores VACUUM's
+      `RETAIN n HOURS` (unless 0); this property decides which files VACUUM
+      deletes.
+    * `delta.logRetentionDuration`, the same (Delta's default is 30 days): a
+      version whose files are kept stays readable, and the log holds no more.
+      Raw landing commits to bronze every minute or so; every commit leaves
+      four entries in `_delta_log` (the commit, its checksum, and Hadoop's
+      `.crc` file of each), and delta-spark lists the whole directory on every
+      commit (Hadoop's local file system has no listing from a name): at
+      250,000 entries an append took 12-15 s instead of 0.5 s, at 1,000,000
+      46 s, or ran out of a 512 MB heap (docs/performance.md)."""
+    interval = f"interval {int(hours)} hours"
+    return {FILE_RETENTION: interval, LOG_RETENTION: interval}
 
 
-def apply_properties(spark, path: str, wanted: dict[str, str | None]) -> dict[str, str | None]:
-    """Make the Delta table at `path` carry `wanted` (None: unset); only what
-    differs is changed, one metadata commit at most for each of set and unset.
-    Returns what was changed. Any Spark session (classic or Spark Connect)."""
+def apply_properties(spark, path: str, wanted: dict[str, str]) -> dict[str, str]:
+    """Make the Delta table at `path` carry `wanted`: one metadata commit,
+    only when a property differs. Returns what was changed. Any Spark session
+    (classic or Spark Connect)."""
     current = {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()}
-    to_set = {k: v for k, v in wanted.items() if v is not None and current.get(k) != v}
-    to_unset = [k for k, v in wanted.items() if v is None and k in current]
-    if to_set:
-        pairs = ", ".join(f"'{k}' = '{v}'" for k, v in to_set.items())
+    changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if changed:
+        pairs = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({pairs})")
-    if to_unset:
-        keys = ", ".join(f"'{k}'" for k in to_unset)
-        spark.sql(f"ALTER TABLE delta.`{path}` UNSET TBLPROPERTIES IF EXISTS ({keys})")
-    return {**to_set, **{k: None for k in to_unset}}
+    return changed

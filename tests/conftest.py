@@ -9,7 +9,15 @@ import pytest
 
 from lakehouse.platform import stack
 from lakehouse.platform.isolated import free_port  # noqa: F401  (re-exported for tests)
-from lakehouse.platform.isolated import isolated_settings as make_settings
+from lakehouse.platform.isolated import isolated_settings
+
+
+def make_settings(run_dir, **overrides):
+    """Settings of a test's own stack (lakehouse.platform.isolated). Raw
+    landing waits at most 10 s for a batch instead of the default minute
+    (STREAM_MAX_BATCH_DELAY_SECONDS, a commit rate for a long-running
+    stack's Delta log): tests that wait for bronze then wait less."""
+    return isolated_settings(run_dir, **{"stream_max_batch_delay_seconds": 10.0, **overrides})
 
 #: Seconds each long test file took (its tests' setup, call and teardown) in
 #: `make test` on 2 cores (2 pytest-xdist workers, 2026-12-04, `--junitxml`).

@@ -83,20 +83,22 @@ def stray_file(path: str, days_old: float) -> Path:
 
 def test_vacuum_keeps_the_configured_retention_not_only_deltas_default_week(tmp_path, spark):
     """DELTA_VACUUM_RETENTION_HOURS=1000 (~42 days): a file 10 days old stays,
-    one 50 days old goes; the tables carry the retention (the log's too, for
-    time travel), readable by delta-rs. Back to the default 168 h: the
-    properties are unset and the 10-day-old file goes. delta-spark 4.4
-    ignores VACUUM's RETAIN argument, so without the table property the
-    10-day-old file went at 1000 h as well."""
+    one 50 days old goes; the tables carry the retention for their files and
+    their log, readable by delta-rs. Back to 168 h: the properties follow and
+    the 10-day-old file goes. delta-spark 4.4 ignores VACUUM's RETAIN
+    argument, so without the table property the 10-day-old file went at
+    1000 h as well."""
     from lakehouse import catalog
     from lakehouse.stream import bronze
+
+    def retention(path):
+        conf = DeltaTable(path).metadata().configuration
+        return conf.get("delta.deletedFileRetentionDuration"), conf.get("delta.logRetentionDuration")
 
     long = make_settings(tmp_path / "run", delta_vacuum_retention_hours=1000)
     bronze.ensure_tables(spark, long)  # raw landing's start: tables created with the retention
     path = catalog.BRONZE_EVENTS.path(long)
-    wanted = {"delta.deletedFileRetentionDuration": "interval 1000 hours",
-              "delta.logRetentionDuration": "interval 1000 hours"}
-    assert {k: v for k, v in DeltaTable(path).metadata().configuration.items() if k in wanted} == wanted
+    assert retention(path) == ("interval 1000 hours", "interval 1000 hours")
     rows = events(OLD, 3, 0)
     testdata.write_bronze(long, testdata.bronze_table(rows, [datetime.fromisoformat(r["timestamp"]) for r in rows],
                                                       "t", 1))
@@ -112,22 +114,14 @@ def test_vacuum_keeps_the_configured_retention_not_only_deltas_default_week(tmp_
     silver_ten = stray_file(silver, 10)
     maintenance.maintain(spark, long, "silver", TODAY)
     assert silver_ten.exists()
-    assert DeltaTable(silver).metadata().configuration.get("delta.deletedFileRetentionDuration") \
-        == "interval 1000 hours"
+    assert retention(silver) == ("interval 1000 hours", "interval 1000 hours")
+
+    assert catalog.apply_properties(spark, path, catalog.retention_properties(1000)) == {}  # nothing to commit
 
     default = make_settings(tmp_path / "run")
     maintenance.maintain(spark, default, "bronze", TODAY)
     assert not ten.exists()
-    assert not set(wanted) & set(DeltaTable(path).metadata().configuration)
-
-
-def test_retention_properties():
-    from lakehouse.catalog import retention_properties
-
-    files, log = "delta.deletedFileRetentionDuration", "delta.logRetentionDuration"
-    assert retention_properties(168) == {files: None, log: None}  # Delta's defaults: 7 days, 30 days
-    assert retention_properties(720) == {files: "interval 720 hours", log: None}
-    assert retention_properties(721) == {files: "interval 721 hours", log: "interval 721 hours"}
+    assert retention(path) == ("interval 168 hours", "interval 168 hours")  # a week of log, not Delta's 30 days
 
 
 def test_file_listing_jobs_are_sized_for_the_machine(spark):

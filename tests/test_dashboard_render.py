@@ -42,10 +42,15 @@ def test_units_as_grafana_shows_them():
 
 
 def test_thresholds_pick_the_last_step_at_or_below_the_value():
-    cfg = render.field_config(PANELS["Last micro-batch age"], "raw-landing")
+    cfg = render.field_config(PANELS["Last micro-batch age"], "fast-aggregation")
     assert render.threshold_color(5, cfg) == render.COLORS["green"]
     assert render.threshold_color(30, cfg) == render.COLORS["orange"]
     assert render.threshold_color(500, cfg) == render.COLORS["red"]
+    # raw landing's own steps (its byName override): a batch a minute is normal
+    cfg = render.field_config(PANELS["Last micro-batch age"], "raw-landing")
+    assert render.threshold_color(90, cfg) == render.COLORS["green"]
+    assert render.threshold_color(150, cfg) == render.COLORS["orange"]
+    assert render.threshold_color(300, cfg) == render.COLORS["red"]
 
 
 def test_stat_shows_the_value_and_its_change_from_the_day_before():
@@ -62,9 +67,9 @@ def test_stat_shows_the_value_and_its_change_from_the_day_before():
 
 
 def test_stat_of_a_time_series_query_shows_one_value_per_metric():
-    res = Result(["time", "metric", "value"], [(NOW, "fast-aggregation", 3.2), (NOW, "raw-landing", 250.0)])
+    res = Result(["time", "metric", "value"], [(NOW, "fast-aggregation", 3.2), (NOW, "raw-landing", 400.0)])
     values = render.stat_values(PANELS["Last micro-batch age"], res)
-    assert [(v.name, v.text) for v in values] == [("fast-aggregation", "3 s"), ("raw-landing", "4.2 min")]
+    assert [(v.name, v.text) for v in values] == [("fast-aggregation", "3 s"), ("raw-landing", "6.7 min")]
     assert values[1].color == render.COLORS["red"]
 
 

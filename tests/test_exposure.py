@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from lakehouse.chaos.runner import complete
 from lakehouse.platform import airflow, cli, secrets, stack
-from lakehouse.platform.isolated import isolated_settings
+from tests.conftest import make_settings
 from lakehouse.platform.services import env_file, services
 from lakehouse.polling import wait_for
 from lakehouse.settings import SECRET_FIELDS, Settings
@@ -55,7 +55,7 @@ def full_stack(tmp_path_factory):
         values["kafka_options"] = json.loads(values.get("kafka_options") or "{}")
         yield Settings(_env_file=None, **values)
         return
-    settings = isolated_settings(tmp_path_factory.mktemp("exposure") / "run", producer_rate=20.0)
+    settings = make_settings(tmp_path_factory.mktemp("exposure") / "run", producer_rate=20.0)
     groups = tuple(dict.fromkeys(s.group for s in services(settings)))
     try:
         stack.up(settings, groups=groups)

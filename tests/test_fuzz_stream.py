@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from lakehouse import catalog, validation
 from lakehouse.platform import stack
-from lakehouse.platform.isolated import isolated_settings
 from lakehouse.polling import wait_for
+from tests.conftest import make_settings
 from tests.fuzz_strategies import message_values
 from tests.test_validation_properties import mutants
 
@@ -36,7 +36,7 @@ CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 @pytest.fixture(scope="module")
 def stream_stack(tmp_path_factory):
     """PostgreSQL, the broker and the streams program; no producer: only the fuzz's records."""
-    s = isolated_settings(tmp_path_factory.mktemp("fuzz") / "run", producer_enabled=False)
+    s = make_settings(tmp_path_factory.mktemp("fuzz") / "run", producer_enabled=False)
     try:
         stack.up(s, groups=("core", "pipeline"))
         yield s

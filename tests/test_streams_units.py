@@ -87,7 +87,8 @@ def test_raw_landing_batching_options():
     from lakehouse.settings import Settings
     from lakehouse.stream.source import batching_options, kafka_options
 
-    assert batching_options(Settings(_env_file=None)) == {"minOffsetsPerTrigger": "10000", "maxTriggerDelay": "10000ms"}
+    # the defaults: about one Delta commit a minute below ~800 events/s (docs/streaming.md, "Bronze's log")
+    assert batching_options(Settings(_env_file=None)) == {"minOffsetsPerTrigger": "50000", "maxTriggerDelay": "60000ms"}
     assert batching_options(Settings(_env_file=None, stream_min_records_per_batch=500,
                                      stream_max_batch_delay_seconds=2.5)) == {
         "minOffsetsPerTrigger": "500", "maxTriggerDelay": "2500ms"}
