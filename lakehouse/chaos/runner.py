@@ -41,6 +41,9 @@ DAG_ID = "lakehouse_bronze_to_gold"
 WARMUP_S, COOLDOWN_S = 45.0, 30.0
 #: Events/s of the second producer (yesterday's events, for the DAG runs).
 BACKFILL_RATE = 100.0
+#: How long the second producer may take to stop on SIGTERM (a blocked send, 60 s, then its
+#: flush, up to the client's 120 s delivery timeout) before it is killed.
+BACKFILL_STOP_TIMEOUT_S = 240.0
 #: Both streaming queries must report a first micro-batch this soon after start
 #: (the first batch of raw landing holds up to 100,000 records: minutes on a busy machine).
 STARTUP_TIMEOUT_S = 1800.0
@@ -409,8 +412,10 @@ class Chaos:
             raise RuntimeError(f"{cfg.run_dir} is not empty; give --run-dir a new directory")
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         mount_lake(self.mount, cfg.lake_fs_mb)
+        failed = True
         try:
             self._run()
+            failed = False
         finally:
             self.report.wall_s = time.monotonic() - t_wall
             say("[chaos] stopping the stack")
@@ -418,7 +423,9 @@ class Chaos:
                 stack.down(s)
             finally:
                 unmount_lake(self.mount)
-                if not cfg.keep:
+                if failed:
+                    say(f"[chaos] the run failed: {cfg.run_dir} kept for its logs ({s.log_dir})")
+                elif not cfg.keep:
                     try:
                         stack.clean(s)
                     except Exception as exc:  # noqa: BLE001
@@ -473,7 +480,17 @@ class Chaos:
         _supervisor(s).stopProcess("producer", True)
         if backfill.poll() is None:
             backfill.send_signal(signal.SIGTERM)
-        backfill.wait(120)
+        try:
+            # On SIGTERM the producer flushes what it has handed to its client: a send
+            # blocked on metadata may take max_block_ms (60 s) and the flush up to
+            # delivery_timeout_ms (120 s) when the broker was killed near the end.
+            backfill.wait(BACKFILL_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            # What counts is what reached the topic (read below), not what the producer reports.
+            say(f"[chaos] the second producer did not stop within {BACKFILL_STOP_TIMEOUT_S:.0f}s of SIGTERM; killed "
+                f"(its log: {s.log_dir / 'chaos-backfill-producer.log'})")
+            backfill.kill()
+            backfill.wait(30)
         ranges = topic_ranges(s)
         self.report.records = sum(e - f for f, e in ranges.values())
         ends = {p: e for (_, p), (_, e) in ranges.items()}
