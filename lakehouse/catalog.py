@@ -18,11 +18,14 @@ The schemas are Arrow schemas; Spark writers take `spark_schema()`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from lakehouse.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,4 +112,5 @@ def apply_properties(spark, path: str, wanted: dict[str, str]) -> dict[str, str]
     if changed:
         pairs = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({pairs})")
+        log.info("%s: table properties %s", path, changed)
     return changed

@@ -27,10 +27,10 @@ from typer.testing import CliRunner
 
 from lakehouse.chaos.runner import complete
 from lakehouse.platform import airflow, cli, secrets, stack
-from tests.conftest import make_settings
 from lakehouse.platform.services import env_file, services
 from lakehouse.polling import wait_for
 from lakehouse.settings import SECRET_FIELDS, Settings
+from tests.conftest import make_settings
 from tests.airflow_api import Api, stop_the_scheduled_run, wait_for_dag, wait_for_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

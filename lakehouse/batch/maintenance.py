@@ -60,9 +60,7 @@ def vacuum(spark, path: str, retention_hours: int) -> None:
     only the table property counts), so there is none."""
     if retention_hours < catalog.DELTA_DEFAULT_FILE_RETENTION_HOURS:
         raise ValueError("vacuum retention below 7 days (168 h) is refused")
-    changed = catalog.apply_properties(spark, path, catalog.retention_properties(retention_hours))
-    if changed:
-        log.info("%s: table properties %s", path, changed)
+    catalog.apply_properties(spark, path, catalog.retention_properties(retention_hours))
     spark.sql(f"VACUUM delta.`{path}`").collect()
     log.info("vacuumed %s (retention %d h)", path, retention_hours)
 

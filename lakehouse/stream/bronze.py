@@ -51,9 +51,7 @@ def ensure_tables(spark: SparkSession, settings: Settings) -> None:
     properties = catalog.retention_properties(settings.delta_vacuum_retention_hours)
     for table in (catalog.BRONZE_EVENTS, catalog.BRONZE_QUARANTINE):
         spark.sql(table_ddl(table, table.path(settings)))
-        changed = catalog.apply_properties(spark, table.path(settings), properties)
-        if changed:
-            log.info("%s: table properties %s", table.key, changed)
+        catalog.apply_properties(spark, table.path(settings), properties)
 
 
 def events_rows(batch: DataFrame) -> DataFrame:
