@@ -1,6 +1,8 @@
 """Raw landing: Kafka (Spark's Kafka source) -> validation -> Delta
 bronze/events + bronze/quarantine, every record exactly once (delta-spark
-idempotent writes keyed by batch id: lakehouse.stream.bronze).
+idempotent writes keyed by batch id: lakehouse.stream.bronze). Bronze's only
+writer: its first micro-batch of each UTC day also compacts bronze's closed
+partitions (bronze.compact).
 
     python -m spark_jobs.raw_landing        # settings from the environment / .env
 """
@@ -9,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timezone
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from lakehouse.batch.maintenance import closed_before
 from lakehouse.settings import Settings
 from lakehouse.stream import bronze
 from lakehouse.stream.app import GracefulStop, checkpoint_query_id, run_streaming_job
@@ -31,6 +35,7 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
     bronze.ensure_tables(spark, settings)
     ckpt = checkpoint(settings)
     prefix: dict[str, str] = {}
+    compacted: dict[str, object] = {"before": None}  # partitions < this are compacted (this run)
 
     def land(batch: DataFrame, batch_id: int) -> None:
         if stop is not None:
@@ -41,6 +46,10 @@ def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = N
         landed = bronze.land_batch(batch, batch_id, settings, prefix["app"])
         log.info("batch %s: %s records, %s events, %s quarantined in %.2fs",
                  batch_id, landed.records, landed.events, landed.quarantined, time.monotonic() - t0)
+        before = closed_before(datetime.now(timezone.utc).date(), settings.delta_compact_after_days)
+        if compacted["before"] != before and not (stop is not None and stop.requested.is_set()):
+            bronze.compact(spark, settings, before)
+            compacted["before"] = before
 
     return (
         validated(kafka_stream(spark, settings, **batching_options(settings)))

@@ -49,6 +49,14 @@ STREAMING_SPARK_CONF = {
     # rename, a tenth of a core less at 200 events/s (docs/performance.md).
     "spark.sql.streaming.checkpointFileManagerClass":
         "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
+    # Raw landing compacts bronze's closed dates in this JVM (lakehouse.stream.bronze.compact).
+    # OPTIMIZE writes a file per bin, and Parquet buffers a whole row group per
+    # file being written: with Delta's 1 GB files and Parquet's 128 MB row
+    # groups, two tasks compacting a day of 17 M events ran the 512 MB heap
+    # out of memory (a crash loop: every start compacts). With 256 MB files
+    # and 32 MB row groups: 432 s, JVM peak 863 MB PSS (docs/performance.md).
+    "spark.databricks.delta.optimize.maxFileSize": str(256 * 1024 * 1024),
+    "spark.hadoop.parquet.block.size": str(32 * 1024 * 1024),
     # Python workers are forked from a daemon that has already imported the
     # validation UDF's modules (lakehouse.stream.python_daemon): a new worker
     # starts at once and the workers share those pages.

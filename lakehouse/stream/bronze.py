@@ -14,17 +14,29 @@ it splits them exactly as before.
 
 The batch is cached on the executors while its tables are written (one Kafka
 read, one validation pass), and nothing but a few counts reaches the driver.
+
+Raw landing is bronze's only writer: it creates the tables, sets their
+properties, appends, and compacts their closed partitions (`compact`, between
+two appends). Delta's optimistic concurrency needs a store where creating a
+commit file fails if it exists; a local disk's rename replaces it, and
+delta-spark's LocalLogStore makes the check and the rename atomic only within
+one JVM. A second Spark application committing to bronze (the maintenance
+DAG's OPTIMIZE did, from the Spark Connect server) could overwrite one of raw
+landing's commits and lose its batch (docs/decisions.md, "One writer per
+Delta table"). The maintenance DAG only VACUUMs bronze, which commits nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import catalog
+from lakehouse.batch.maintenance import compact as optimize_closed
 from lakehouse.catalog import Table
 from lakehouse.settings import Settings
 from lakehouse.stream.source import PARSED, field, is_valid
@@ -119,3 +131,19 @@ def land_batch(batch: DataFrame, batch_id: int, settings: Settings, app_prefix: 
         return landed
     finally:
         cached.unpersist()
+
+
+def compact(spark: SparkSession, settings: Settings, before: date) -> dict[str, dict]:
+    """OPTIMIZE the partitions of bronze/events and bronze/quarantine older
+    than `before` (closed: DELTA_COMPACT_AFTER_DAYS). Raw landing runs it in
+    the first micro-batch of each UTC day, after that batch's appends: the
+    streams' many small files of a closed date become a few large ones.
+    A failure is logged and does not stop raw landing (the next day's run
+    compacts what this one left)."""
+    out = {}
+    for table in (catalog.BRONZE_EVENTS, catalog.BRONZE_QUARANTINE):
+        try:
+            out[table.name] = optimize_closed(spark, table.path(settings), table.partition_by[0], before)
+        except Exception:  # noqa: BLE001 - upkeep must not crash-loop the stream
+            log.exception("compacting %s failed; raw landing goes on", table.key)
+    return out
