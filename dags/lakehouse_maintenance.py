@@ -3,22 +3,23 @@
 
 Daily upkeep of what the streams and the batch DAG write:
 
-* **compact** the small files of *closed* date partitions (older than
+* **compact** silver's small files of *closed* date partitions (older than
   `DELTA_COMPACT_AFTER_DAYS`, default 2: no late event lands there any more),
-  so readers open few large files instead of one file per micro-batch;
-* **vacuum** files unreferenced for longer than `DELTA_VACUUM_RETENTION_HOURS`
-  (default and minimum 168 h = 7 days: time travel and slow readers keep
-  working);
+  so readers open few large files instead of many small ones;
+* **vacuum** bronze and silver files unreferenced for longer than
+  `DELTA_VACUUM_RETENTION_HOURS` (default and minimum 168 h = 7 days: time
+  travel and slow readers keep working);
 * **prune** the streams' progress history in `ops.stream_progress` (one row
   per micro-batch, ~200,000 a day while producing) to
   `OPS_PROGRESS_RETENTION_DAYS` (default 7); each stream's latest row stays.
 
 Delta's own `OPTIMIZE ... WHERE` and `VACUUM` (the retention is the tables'
-`delta.deletedFileRetentionDuration`, set from the setting first), through Spark SQL
-on the `spark_default` session (the stack's Spark Connect server). Safe while
-raw landing appends: its blind appends to open partitions do not conflict
-with compacting closed ones. Gold tables are tiny (one small file per date)
-and are left alone. Details: `docs/batch.md`.
+`delta.deletedFileRetentionDuration`), through Spark SQL on the
+`spark_default` session (the stack's Spark Connect server). Every Delta table
+has one writing application: this Spark writes silver; bronze is written,
+and compacted, by raw landing, so `maintain_bronze` only VACUUMs it, without
+committing to its log. Gold tables are tiny (one small file per date) and are
+left alone. Details: `docs/batch.md`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 @dag(
     dag_id="lakehouse_maintenance",
-    description="Compact closed partitions and vacuum bronze and silver Delta tables; prune stream progress",
+    description="Compact silver's closed partitions, vacuum bronze and silver; prune stream progress",
     schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
     start_date=datetime(2024, 1, 1),
     catchup=False,
@@ -44,7 +45,7 @@ def lakehouse_maintenance():
     def maintain_layer(layer: str):
         @task.pyspark(task_id=f"maintain_{layer}", conn_id="spark_default")
         def maintain(spark=None):
-            """OPTIMIZE closed partitions, then VACUUM, for every table of the layer."""
+            """OPTIMIZE closed partitions (silver), then VACUUM, for every table of the layer."""
             from lakehouse.batch.maintenance import maintain as run
             from lakehouse.settings import get_settings
 

@@ -10,8 +10,9 @@ never by spelling its path.
     gold/<name>         one table per gold model (lakehouse/batch/gold/<name>.py)
 
 Bronze and silver, the tables VACUUM runs on, carry the retention properties
-of `retention_properties` (set by raw landing when it starts and by
-lakehouse_maintenance before each VACUUM: `apply_properties`).
+of `retention_properties`, set by each table's one writer (`apply_properties`):
+raw landing on bronze when it starts, lakehouse_maintenance on silver before
+each VACUUM.
 
 The schemas are Arrow schemas; Spark writers take `spark_schema()`.
 """
@@ -103,12 +104,19 @@ def retention_properties(hours: int) -> dict[str, str]:
     return {FILE_RETENTION: interval, LOG_RETENTION: interval}
 
 
+def properties_differ(spark, path: str, wanted: dict[str, str]) -> dict[str, str | None]:
+    """The properties of `wanted` that the Delta table at `path` does not
+    carry, with the value it has (None: unset). Any Spark session."""
+    current = {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()}
+    return {k: current.get(k) for k, v in wanted.items() if current.get(k) != v}
+
+
 def apply_properties(spark, path: str, wanted: dict[str, str]) -> dict[str, str]:
     """Make the Delta table at `path` carry `wanted`: one metadata commit,
     only when a property differs. Returns what was changed. Any Spark session
-    (classic or Spark Connect)."""
-    current = {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()}
-    changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+    (classic or Spark Connect); only the table's writer calls it (one writer
+    per table: lakehouse.stream.bronze)."""
+    changed = {k: wanted[k] for k in properties_differ(spark, path, wanted)}
     if changed:
         pairs = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({pairs})")

@@ -104,12 +104,15 @@ def raw_landing_caught_up(settings: Settings, offsets: dict[int, int] | None = N
 
 
 def dags_test(settings: Settings, event_date: date | None = None, conf: dict | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess:
-    """`airflow dags test lakehouse_bronze_to_gold <logical date>`; the run
-    processes event_date (logical date = the day after, see docs/batch.md)."""
-    cmd = [airflow.airflow_bin(), "dags", "test", "lakehouse_bronze_to_gold"]
-    if event_date is not None:
-        cmd.append((event_date + timedelta(days=1)).isoformat())
+              timeout: float = 600, *, dag_id: str = "lakehouse_bronze_to_gold",
+              logical_date: date | None = None) -> subprocess.CompletedProcess:
+    """`airflow dags test <dag_id> <logical date>`; a lakehouse_bronze_to_gold
+    run processes event_date (logical date = the day after, see docs/batch.md)."""
+    cmd = [airflow.airflow_bin(), "dags", "test", dag_id]
+    if logical_date is None and event_date is not None:
+        logical_date = event_date + timedelta(days=1)
+    if logical_date is not None:
+        cmd.append(logical_date.isoformat())
     if conf is not None:
         cmd += ["-c", json.dumps(conf)]
     return subprocess.run(cmd, env=airflow_env(settings), capture_output=True, text=True, timeout=timeout)

@@ -125,6 +125,25 @@ def test_a_day_larger_than_the_drivers_result_limit_succeeds(batch, day1):
     assert_gold_matches(batch, expected)
 
 
+def test_the_maintenance_dag_vacuums_bronze_without_a_commit_and_compacts_silver(batch, day1):
+    """The maintenance DAG on the Spark Connect server: bronze, which raw
+    landing writes (and compacts), gets VACUUM only, with Delta's vacuum
+    logging off on this server: not one commit; silver's closed dates are
+    compacted and their rows kept (one writer per Delta table)."""
+    bronze, silver = catalog.BRONZE_EVENTS.path(batch), catalog.SILVER_EVENTS.path(batch)
+    bronze_version = DeltaTable(bronze).version()
+    rows = DeltaTable(silver).to_pyarrow_table(filters=[("event_date", "=", D1)]).sort_by("event_id")
+    small_files = len(DeltaTable(silver).file_uris(file_pruning_predicate=f"event_date = '{D1}'"))
+    proc = dags_test(batch, dag_id="lakehouse_maintenance", logical_date=D1 + timedelta(days=10))
+    assert run_state(proc) == "success", task_errors(proc)
+    assert DeltaTable(bronze).version() == bronze_version
+    assert [h["operation"] for h in DeltaTable(bronze).history(1)] != ["VACUUM END"]
+    after = DeltaTable(silver)
+    assert len(after.file_uris(file_pruning_predicate=f"event_date = '{D1}'")) == 1 <= small_files
+    assert after.to_pyarrow_table(filters=[("event_date", "=", D1)]).sort_by("event_id") == rows
+    assert "VACUUM END" in [h["operation"] for h in after.history()]  # silver's own writer logs its vacuum
+
+
 def test_a_run_before_raw_landing_created_bronze_gives_an_empty_day(batch, tmp_path):
     """The scheduled run of a fresh stack can reach bronze_to_silver before raw
     landing's first commit: no bronze table yet is an empty day, at the first

@@ -40,27 +40,50 @@ def spark(tmp_path_factory):
 
 
 def test_compacts_closed_partitions_only_and_keeps_the_data(tmp_path, spark):
+    """Bronze is compacted by its writer, raw landing (bronze.compact), silver
+    by the maintenance DAG: closed partitions only, data unchanged. The
+    maintenance DAG then commits nothing to bronze (one writer per table: a
+    second application's commit could overwrite one of raw landing's)."""
+    from lakehouse import catalog
+    from lakehouse.stream import bronze
+
     settings = make_settings(tmp_path / "run")
     for batch in range(4):  # four micro-batches per date: four small files each
         for d in (OLD, OPEN):
             rows = events(d, 5, batch * 5)
             sent = [datetime.fromisoformat(r["timestamp"]) for r in rows]
             testdata.write_bronze(settings, testdata.bronze_table(rows, sent, "t", 3, first_offset=batch * 100))
+    bronze.ensure_tables(spark, settings)  # raw landing's start
     path = settings.table_path("bronze", "events")
     before = DeltaTable(path).to_pyarrow_table().sort_by("event_id").to_pylist()
     assert files(DeltaTable(path), OLD) == 4 and files(DeltaTable(path), OPEN) == 4
 
     assert maintenance.closed_before(TODAY, settings.delta_compact_after_days) == OPEN
     v0 = DeltaTable(path).version()
-    out = maintenance.maintain(spark, settings, "bronze", TODAY)
+    out = bronze.compact(spark, settings, maintenance.closed_before(TODAY, settings.delta_compact_after_days))
 
     table = DeltaTable(path)
     assert files(table, OLD) == 1  # closed: compacted
     assert files(table, OPEN) == 4  # may still receive late events: untouched
     assert table.to_pyarrow_table().sort_by("event_id").to_pylist() == before
-    assert out["events"]["files_removed"] == 4
+    assert out["events"]["numFilesRemoved"] == 4
+    assert out["quarantine"]["numFilesRemoved"] == 0  # empty: nothing to do
     # < 7 days old: vacuum kept the compacted-away files (time travel to before OPTIMIZE works)
     assert DeltaTable(path, version=v0).to_pyarrow_table().num_rows == len(before)
+
+    compacted = table.version()
+    assert maintenance.maintain(spark, settings, "bronze", TODAY) == {
+        "events": {"vacuumed": True}, "quarantine": {"vacuumed": True}}
+    assert DeltaTable(path).version() == compacted  # VACUUM only, and without its log commits
+
+    silver = catalog.SILVER_EVENTS.path(settings)
+    for batch in range(3):
+        spark.createDataFrame([(batch, OLD), (batch, OPEN)], "n int, event_date date") \
+            .write.format("delta").mode("append").partitionBy("event_date").save(silver)
+    out = maintenance.maintain(spark, settings, "silver", TODAY)
+    assert files(DeltaTable(silver), OLD) == 1 and files(DeltaTable(silver), OPEN) == 3
+    assert out["events"] == {"files_added": 1, "files_removed": 3, "vacuumed": True}
+    assert sorted(DeltaTable(silver).to_pyarrow_table().column("n").to_pylist()) == [0, 0, 1, 1, 2, 2]
     assert "quarantine" not in out  # absent tables are skipped
 
 
@@ -84,8 +107,10 @@ def stray_file(path: str, days_old: float) -> Path:
 def test_vacuum_keeps_the_configured_retention_not_only_deltas_default_week(tmp_path, spark):
     """DELTA_VACUUM_RETENTION_HOURS=1000 (~42 days): a file 10 days old stays,
     one 50 days old goes; the tables carry the retention for their files and
-    their log, readable by delta-rs. Back to 168 h: the properties follow and
-    the 10-day-old file goes. delta-spark 4.4 ignores VACUUM's RETAIN
+    their log, readable by delta-rs. Back to 168 h: bronze's properties follow
+    when its writer, raw landing, restarts (not at the maintenance DAG's
+    VACUUM, which commits nothing to bronze), silver's at its VACUUM, and the
+    10-day-old file goes. delta-spark 4.4 ignores VACUUM's RETAIN
     argument, so without the table property the 10-day-old file went at
     1000 h as well."""
     from lakehouse import catalog
@@ -119,6 +144,9 @@ def test_vacuum_keeps_the_configured_retention_not_only_deltas_default_week(tmp_
     assert catalog.apply_properties(spark, path, catalog.retention_properties(1000)) == {}  # nothing to commit
 
     default = make_settings(tmp_path / "run")
+    maintenance.maintain(spark, default, "bronze", TODAY)  # not bronze's writer: the table keeps its retention
+    assert ten.exists() and retention(path) == ("interval 1000 hours", "interval 1000 hours")
+    bronze.ensure_tables(spark, default)  # raw landing restarted with the new setting
     maintenance.maintain(spark, default, "bronze", TODAY)
     assert not ten.exists()
     assert retention(path) == ("interval 168 hours", "interval 168 hours")  # a week of log, not Delta's 30 days

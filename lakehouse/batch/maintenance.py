@@ -1,5 +1,5 @@
-"""Delta table upkeep for bronze and silver with Delta's own commands, run
-through Spark SQL (any session: the Spark Connect server by default):
+"""Delta table upkeep with Delta's own commands, run through Spark SQL (any
+session: the Spark Connect server by default):
 
 * `OPTIMIZE delta.`<path>` WHERE <date column> < '<closed before>'` bin-packs
   the small files of *closed* date partitions (older than
@@ -12,15 +12,19 @@ through Spark SQL (any session: the Spark Connect server by default):
   retention is the table's `delta.deletedFileRetentionDuration`, set first
   (with the log's retention: `catalog.retention_properties`).
 
+Every Delta table has one writing application (docs/decisions.md, "One writer
+per Delta table"): the DAG's Spark (here) writes silver, so `maintain`
+compacts, sets the properties of and vacuums silver; raw landing writes
+bronze, so it compacts bronze itself (`lakehouse.stream.bronze.compact`) and
+sets its properties when it starts, and `maintain` only VACUUMs bronze, with
+Delta's vacuum logging off: no commit to bronze from this JVM. VACUUM is safe
+next to raw landing's appends and compactions: it deletes only files older
+than the retention that the current version does not reference.
+
 The streams' progress history, one row per micro-batch in
 `ops.stream_progress` (~200,000 rows a day while producing), is kept for
 OPS_PROGRESS_RETENTION_DAYS (7); older rows are deleted, except each
 stream's latest (the DAG's completeness sensor and the dashboard read it).
-
-Safe while raw landing appends: appends are blind inserts into the open
-partitions, which do not conflict with OPTIMIZE's rewrite of closed ones
-(Delta's optimistic concurrency checks exactly that), and VACUUM only
-removes files older than the retention that no current version uses.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ log = logging.getLogger(__name__)
 
 #: The tables this module maintains (gold tables are one small file per date).
 TABLES = (catalog.BRONZE_EVENTS, catalog.BRONZE_QUARANTINE, catalog.SILVER_EVENTS, catalog.SILVER_QUARANTINE)
+#: ... of which another application writes (raw landing): VACUUM only, no commit.
+WRITTEN_ELSEWHERE = {catalog.BRONZE_EVENTS.key, catalog.BRONZE_QUARANTINE.key}
+#: Delta's setting for VACUUM's two commits (start, end) to the table's log.
+VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
 
 
 def closed_before(today: date, after_days: int) -> date:
@@ -54,19 +62,41 @@ def compact(spark, path: str, partition_column: str, before: date) -> dict:
     return metrics
 
 
-def vacuum(spark, path: str, retention_hours: int) -> None:
+def vacuum(spark, path: str, retention_hours: int, *, writer: bool = True) -> None:
     """Give the table the retention's properties, then VACUUM (Delta logs how
     many files it deleted). A RETAIN clause would be ignored (delta-spark 4.4:
-    only the table property counts), so there is none."""
+    only the table property counts), so there is none.
+
+    `writer=False` for a table another application writes (bronze): no
+    commit at all. The properties are left to that writer (a different
+    setting is reported), and VACUUM runs with Delta's vacuum logging off,
+    which would otherwise commit its start and end to the table's log."""
     if retention_hours < catalog.DELTA_DEFAULT_FILE_RETENTION_HOURS:
         raise ValueError("vacuum retention below 7 days (168 h) is refused")
-    catalog.apply_properties(spark, path, catalog.retention_properties(retention_hours))
-    spark.sql(f"VACUUM delta.`{path}`").collect()
+    wanted = catalog.retention_properties(retention_hours)
+    if writer:
+        catalog.apply_properties(spark, path, wanted)
+        spark.sql(f"VACUUM delta.`{path}`").collect()
+    else:
+        differ = catalog.properties_differ(spark, path, wanted)
+        if differ:
+            log.warning("%s keeps its retention %s until its writer (raw landing) restarts; wanted %s",
+                        path, differ, {k: wanted[k] for k in differ})
+        previous = spark.conf.get(VACUUM_LOGGING, None)
+        spark.conf.set(VACUUM_LOGGING, "false")
+        try:
+            spark.sql(f"VACUUM delta.`{path}`").collect()
+        finally:
+            if previous is None:
+                spark.conf.unset(VACUUM_LOGGING)
+            else:
+                spark.conf.set(VACUUM_LOGGING, previous)
     log.info("vacuumed %s (retention %d h)", path, retention_hours)
 
 
 def maintain(spark, settings: Settings, layer: str, today: date) -> dict:
-    """Compact then vacuum every table of a layer; absent tables are skipped."""
+    """Compact then vacuum every table of a layer; absent tables are skipped.
+    Tables written by another application (bronze) are only vacuumed."""
     before = closed_before(today, settings.delta_compact_after_days)
     out = {}
     for table in TABLES:
@@ -76,9 +106,14 @@ def maintain(spark, settings: Settings, layer: str, today: date) -> dict:
         if current_version(spark, path) is None:
             log.info("skip %s: no Delta table yet", path)
             continue
+        if table.key in WRITTEN_ELSEWHERE:
+            vacuum(spark, path, settings.delta_vacuum_retention_hours, writer=False)
+            out[table.name] = {"vacuumed": True}
+            continue
         metrics = compact(spark, path, table.partition_by[0], before)
         vacuum(spark, path, settings.delta_vacuum_retention_hours)
-        out[table.name] = {"files_added": metrics["numFilesAdded"], "files_removed": metrics["numFilesRemoved"]}
+        out[table.name] = {"files_added": metrics["numFilesAdded"], "files_removed": metrics["numFilesRemoved"],
+                           "vacuumed": True}
     return out
 
 
