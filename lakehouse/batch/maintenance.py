@@ -52,8 +52,9 @@ def closed_before(today: date, after_days: int) -> date:
     return today - timedelta(days=after_days - 1)
 
 
-def compact(spark, path: str, partition_column: str, before: date) -> dict:
-    """OPTIMIZE the closed partitions (< before) of one table; Delta's metrics."""
+def compact(spark, table: catalog.Table, settings: Settings, before: date) -> dict:
+    """OPTIMIZE the closed partitions (< before) of one catalogue table; Delta's metrics."""
+    path, partition_column = table.path(settings), table.partition_by[0]
     row = spark.sql(
         f"OPTIMIZE delta.`{path}` WHERE {partition_column} < DATE'{before.isoformat()}'"
     ).select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
@@ -110,7 +111,7 @@ def maintain(spark, settings: Settings, layer: str, today: date) -> dict:
             vacuum(spark, path, settings.delta_vacuum_retention_hours, writer=False)
             out[table.name] = {"vacuumed": True}
             continue
-        metrics = compact(spark, path, table.partition_by[0], before)
+        metrics = compact(spark, table, settings, before)
         vacuum(spark, path, settings.delta_vacuum_retention_hours)
         out[table.name] = {"files_added": metrics["numFilesAdded"], "files_removed": metrics["numFilesRemoved"],
                            "vacuumed": True}

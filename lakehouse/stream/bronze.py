@@ -143,7 +143,7 @@ def compact(spark: SparkSession, settings: Settings, before: date) -> dict[str, 
     out = {}
     for table in (catalog.BRONZE_EVENTS, catalog.BRONZE_QUARANTINE):
         try:
-            out[table.name] = optimize_closed(spark, table.path(settings), table.partition_by[0], before)
+            out[table.name] = optimize_closed(spark, table, settings, before)
         except Exception:  # noqa: BLE001 - upkeep must not crash-loop the stream
             log.exception("compacting %s failed; raw landing goes on", table.key)
     return out
