@@ -6,10 +6,15 @@ Per run: stop the streams program; produce N events into the topic at full
 speed; start the streams program; wait until both queries' progress ends at
 the topic's high watermarks. The drain rate is steady state: the records of
 every micro-batch after each query's first (which pays the fresh JVM's class
-loading, code generation and the Python workers' start) over the span from the
-end of the first batch to the end of the last (ops.stream_progress), the
-slower query deciding. The overall rate (N from the first batch's start to the
-last batch's end) is kept too. Meanwhile the
+loading, code generation and the Python workers' start, and in raw landing the
+compaction every start runs) over those batches' own durations
+(ops.stream_progress), the slower query deciding. Durations, not the span from
+the first batch's end to the last one's: raw landing starts a batch once
+STREAM_MIN_RECORDS_PER_BATCH records wait or STREAM_MAX_BATCH_DELAY_SECONDS
+have passed, so the backlog's tail (fewer records than the minimum: 5 of
+300,000 split in batches of at most 100,000) waits up to a minute, idle, which
+is latency, not work. The overall rate (N from the first batch's start to the
+last batch's end, that wait included) is kept too. Meanwhile the
 streams program's process tree (driver, JVM, Python workers) is sampled for
 PSS every second. Then the floor copies the same offset range in a fresh
 Spark process (the streams stopped again, so it has the machine to itself)."""
@@ -70,7 +75,8 @@ class PssSampler(threading.Thread):
 
 def batch_span(settings: Settings, since: float) -> dict:
     """Per query, from its progress rows with input since `since`: first batch
-    start and end, last batch end, rows in all and after the first batch."""
+    start and end, last batch end, rows in all, and rows and summed durations
+    (`busy_after_first`, s) of the batches after the first."""
     rows = query(
         settings,
         "SELECT query_name, extract(epoch FROM recorded_at) - duration_ms / 1000.0, "
@@ -78,21 +84,30 @@ def batch_span(settings: Settings, since: float) -> dict:
         "WHERE recorded_at >= to_timestamp(%s) AND input_rows > 0 ORDER BY query_name, batch_id",
         (since,),
     )
+    return span_of(rows)
+
+
+def span_of(rows) -> dict:
+    """batch_span's result from (query, batch start s, batch end s, rows) in batch order."""
     out: dict = {}
     for name, start, end, n in rows:
         q = out.setdefault(name, {"start": float(start), "first_end": float(end), "rows": 0, "rows_after_first": 0,
-                                  "batches": 0})
+                                  "busy_after_first": 0.0, "batches": 0})
         q["end"] = float(end)
         q["rows"] += int(n)
-        q["rows_after_first"] += int(n) if q["batches"] else 0
+        if q["batches"]:
+            q["rows_after_first"] += int(n)
+            q["busy_after_first"] += float(end) - float(start)
         q["batches"] += 1
     return out
 
 
 def steady_rate(span: dict) -> float | None:
-    """Rows after each query's first batch over the time after it; the slower query decides."""
-    rates = [q["rows_after_first"] / (q["end"] - q["first_end"]) for q in span.values()
-             if q["batches"] > 1 and q["end"] > q["first_end"]]
+    """Rows of each query's batches after its first over those batches' summed
+    durations (batch_span); the slower query decides. None unless every query
+    had a batch after its first."""
+    rates = [q["rows_after_first"] / q["busy_after_first"] for q in span.values()
+             if q["batches"] > 1 and q["busy_after_first"] > 0]
     return min(rates) if len(rates) == len(span) and rates else None
 
 

@@ -279,8 +279,9 @@ class Bench:
                 runs.append(drain.run_once(self.settings, i, n, max(self.config.drain_timeout_s, 900.0),
                                            self.out_dir, log))
             self.details["drain"] = [{k: v for k, v in r.items() if k != "pss_samples"} for r in runs]
-            note = ("both queries, no producer; steady state after each query's first batch (ops.stream_progress); "
-                    f"overall incl. first batch: median {summarize([r['drain_rate_overall'] for r in runs]).median:,.0f}/s")
+            note = ("both queries, no producer; steady state: rows over the durations of each query's batches "
+                    "after its first (ops.stream_progress); "
+                    f"overall incl. first batch and idle waits: median {summarize([r['drain_rate_overall'] for r in runs]).median:,.0f}/s")
             self.rows.append(Row(*names[0][:3], summarize([r["drain_rate"] for r in runs]), names[0][3], note))
             self.rows.append(Row(*names[1][:3], summarize([r["floor"]["rows_per_s"] for r in runs]), None,
                                  "fresh Spark process, same offsets, read + write timed"))

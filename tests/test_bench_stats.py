@@ -120,3 +120,19 @@ def test_the_idle_stack_is_broken_down_by_program_in_the_median_sample():
     ]
     assert median_by_program(samples) == {"spark-connect": 2.0, "streams": 1.0}
     assert median_by_program([Sample(1.0, 0, gb, 1, None)]) == {}
+
+
+def test_drain_rate_is_rows_over_batch_durations_after_each_querys_first():
+    from bench.drain import span_of, steady_rate
+
+    # raw landing: a slow first batch, two back-to-back ones, then the backlog's
+    # 5-record tail that waited a minute (idle) for STREAM_MIN_RECORDS_PER_BATCH
+    span = span_of([
+        ("fast-aggregation", 0.0, 6.0, 100_000), ("fast-aggregation", 6.0, 10.0, 100_000),
+        ("fast-aggregation", 10.0, 14.0, 100_000),
+        ("raw-landing", 0.0, 20.0, 100_000), ("raw-landing", 20.0, 25.0, 100_000),
+        ("raw-landing", 25.0, 30.0, 99_995), ("raw-landing", 89.0, 90.0, 5),
+    ])
+    assert span["raw-landing"]["rows"] == 300_000 and span["raw-landing"]["busy_after_first"] == 11.0
+    assert steady_rate(span) == pytest.approx(200_000 / 11.0)  # raw landing, the slower, decides
+    assert steady_rate(span_of([("raw-landing", 0.0, 20.0, 100_000)])) is None  # no batch after the first
