@@ -73,6 +73,19 @@ def steady_rate(batches: Sequence[tuple[float, int]]) -> float:
     return rate(sum(rows for _, rows in ordered[1:]), span)
 
 
+def without_tail(batches: Sequence[tuple[float, int]], min_rows: int) -> list[tuple[float, int]]:
+    """The commits (time s, rows) in commit order without a last one of fewer
+    than `min_rows` rows: raw landing starts a batch once
+    STREAM_MIN_RECORDS_PER_BATCH records wait or STREAM_MAX_BATCH_DELAY_SECONDS
+    have passed, so what is left after the producer stops waits, idle, for the
+    delay; that wait is latency, not landing. Kept when it is the second
+    commit (steady_rate needs two)."""
+    ordered = sorted(batches)
+    if min_rows > 0 and len(ordered) > 2 and ordered[-1][1] < min_rows:
+        return ordered[:-1]
+    return ordered
+
+
 def visibility_latencies(
     sends: Sequence[float], polls: Sequence[tuple[float, int]], baseline: int = 0
 ) -> tuple[list[float], int]:

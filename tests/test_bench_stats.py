@@ -16,6 +16,7 @@ from bench.stats import (
     steady_rate,
     summarize,
     visibility_latencies,
+    without_tail,
 )
 
 
@@ -136,3 +137,11 @@ def test_drain_rate_is_rows_over_batch_durations_after_each_querys_first():
     assert span["raw-landing"]["rows"] == 300_000 and span["raw-landing"]["busy_after_first"] == 11.0
     assert steady_rate(span) == pytest.approx(200_000 / 11.0)  # raw landing, the slower, decides
     assert steady_rate(span_of([("raw-landing", 0.0, 20.0, 100_000)])) is None  # no batch after the first
+
+
+def test_the_landed_rate_leaves_out_a_tail_that_waited_for_the_batch_delay():
+    commits = [(10.0, 50_000), (15.0, 100_000), (20.0, 100_000), (80.0, 1_234)]  # the tail waited 60 s
+    assert without_tail(commits, 50_000) == commits[:3]
+    assert steady_rate(without_tail(commits, 50_000)) == 20_000
+    assert without_tail(commits, 0) == commits  # no minimum batch: every commit counts
+    assert without_tail([(10.0, 60_000), (70.0, 10)], 50_000) == [(10.0, 60_000), (70.0, 10)]
