@@ -4,16 +4,55 @@ both start their stacks with these."""
 
 from __future__ import annotations
 
+import random
 import socket
 from pathlib import Path
 
 from lakehouse.platform.secrets import generate_secrets
 from lakehouse.settings import Settings
 
+#: Isolated stacks listen on ports from here up to the kernel's ephemeral range.
+LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def ephemeral_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> tuple[int, int]:
+    """The range the kernel takes the local ports of outgoing connections from."""
+    try:
+        low, high = (int(v) for v in path.read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as s:
+    """A TCP port nobody uses right now, below the kernel's ephemeral range,
+    not handed out before by this process. Not the OS's pick for port 0: that
+    comes from the ephemeral range, where any outgoing connection made before
+    the service starts (the stack's own, to PostgreSQL or Kafka) may take it
+    as its local port; a benchmark stack's Spark Connect server once could not
+    start so ("port 41279 for spark-connect is taken by another process").
+    Random, so that two processes starting stacks at the same time rarely
+    choose the same port (the stack refuses to start a service on a taken
+    port, with that message)."""
+    low, _ = ephemeral_ports()
+    rng = random.SystemRandom()
+    if low - LOWEST_PORT >= 1000:
+        for _ in range(1000):
+            port = rng.randrange(LOWEST_PORT, low)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
+    with socket.socket() as s:  # no room below the ephemeral range: the OS's pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
