@@ -6,7 +6,8 @@ benchmark waits until raw landing has committed every record it sent. The
 landed rate is taken from bronze/events' Delta commits between the start and
 the drain (rows of batches 2..n over first-to-last commit time, see
 stats.steady_rate, without the tail that waited for raw landing's batch delay
-after the producer stopped, stats.without_tail); completeness compares bronze with the topic's offsets."""
+after the producer stopped, stats.without_tail); completeness compares bronze
+with the topic's offsets."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from lakehouse.platform.isolated import LOWEST_PORT, ephemeral_ports, free_port, isolated_settings
+from lakehouse.platform.isolated import LOWEST_PORT, default_ports, ephemeral_ports, free_port, isolated_settings
 
 
 def test_free_ports_are_below_the_ephemeral_range_distinct_and_bindable():
@@ -13,6 +13,7 @@ def test_free_ports_are_below_the_ephemeral_range_distinct_and_bindable():
     ports = [free_port() for _ in range(200)]
     assert len(set(ports)) == len(ports)
     assert all(LOWEST_PORT <= p < low for p in ports)
+    assert not set(ports) & default_ports()
     with socket.socket() as s:
         s.bind(("127.0.0.1", ports[-1]))
 
@@ -45,3 +46,7 @@ def test_an_isolated_stacks_ports_are_all_different(tmp_path):
              s.airflow_scheduler_health_port, s.airflow_worker_log_port, s.airflow_trigger_log_port,
              s.spark_connect_port, s.dashboard_port]
     assert len(set(ports)) == len(ports)
+
+
+def test_make_ups_default_ports_are_reserved():
+    assert {55432, 19092, 19093, 15002, 8080, 8050} <= default_ports()

@@ -25,6 +25,15 @@ def ephemeral_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range"))
         return 32768, 60999  # Linux's default
 
 
+def default_ports() -> set[int]:
+    """The ports a `make up` stack listens on by default (Settings): never
+    given to an isolated stack, so that one started later still finds them."""
+    ports = {f.default for name, f in Settings.model_fields.items()
+             if name.endswith("_port") and isinstance(f.default, int)}
+    bootstrap = Settings.model_fields["kafka_bootstrap_servers"].default
+    return ports | {int(address.rsplit(":", 1)[1]) for address in bootstrap.split(",")}
+
+
 def _bindable(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -36,7 +45,8 @@ def _bindable(port: int) -> bool:
 
 def free_port() -> int:
     """A TCP port nobody uses right now, below the kernel's ephemeral range,
-    not handed out before by this process. Not the OS's pick for port 0: that
+    not handed out before by this process, not a default port of `make up`
+    (default_ports). Not the OS's pick for port 0: that
     comes from the ephemeral range, where any outgoing connection made before
     the service starts (the stack's own, to PostgreSQL or Kafka) may take it
     as its local port; a benchmark stack's Spark Connect server once could not
@@ -46,10 +56,11 @@ def free_port() -> int:
     port, with that message)."""
     low, _ = ephemeral_ports()
     rng = random.SystemRandom()
+    reserved = _handed_out | default_ports()
     if low - LOWEST_PORT >= 1000:
         for _ in range(1000):
             port = rng.randrange(LOWEST_PORT, low)
-            if port not in _handed_out and _bindable(port):
+            if port not in reserved and _bindable(port):
                 _handed_out.add(port)
                 return port
     with socket.socket() as s:  # no room below the ephemeral range: the OS's pick
