@@ -75,7 +75,7 @@ class PssSampler(threading.Thread):
 
 def batch_span(settings: Settings, since: float) -> dict:
     """Per query, from its progress rows with input since `since`: first batch
-    start and end, last batch end, rows in all, and rows and summed durations
+    start, last batch end, rows in all, and rows and summed durations
     (`busy_after_first`, s) of the batches after the first."""
     rows = query(
         settings,
@@ -91,8 +91,8 @@ def span_of(rows) -> dict:
     """batch_span's result from (query, batch start s, batch end s, rows) in batch order."""
     out: dict = {}
     for name, start, end, n in rows:
-        q = out.setdefault(name, {"start": float(start), "first_end": float(end), "rows": 0, "rows_after_first": 0,
-                                  "busy_after_first": 0.0, "batches": 0})
+        q = out.setdefault(name, {"start": float(start), "rows": 0, "rows_after_first": 0, "busy_after_first": 0.0,
+                                  "batches": 0})
         q["end"] = float(end)
         q["rows"] += int(n)
         if q["batches"]:
