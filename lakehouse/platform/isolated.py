@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 from lakehouse.platform.secrets import generate_secrets
+from lakehouse.platform.stack import port_free
 from lakehouse.settings import Settings
 
 #: Isolated stacks listen on ports from here up to the kernel's ephemeral range.
@@ -34,15 +35,6 @@ def default_ports() -> set[int]:
     return ports | {int(address.rsplit(":", 1)[1]) for address in bootstrap.split(",")}
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port() -> int:
     """A TCP port nobody uses right now, below the kernel's ephemeral range,
     not handed out before by this process, not a default port of `make up`
@@ -60,7 +52,7 @@ def free_port() -> int:
     if low - LOWEST_PORT >= 1000:
         for _ in range(1000):
             port = rng.randrange(LOWEST_PORT, low)
-            if port not in reserved and _bindable(port):
+            if port not in reserved and port_free("127.0.0.1", port, reuse_address=False):
                 _handed_out.add(port)
                 return port
     with socket.socket() as s:  # no room below the ephemeral range: the OS's pick

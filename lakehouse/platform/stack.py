@@ -150,9 +150,14 @@ def process_states(settings: Settings) -> dict[str, str]:
         ) from exc
 
 
-def port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int, *, reuse_address: bool = True) -> bool:
+    """Whether a listener could bind host:port now. With `reuse_address` (a
+    service about to start, which sets SO_REUSEADDR itself) a port whose last
+    connections linger in TIME_WAIT counts as free; without it (choosing a
+    port for later) it does not."""
     with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_address:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
