@@ -58,7 +58,9 @@ def jvm_conf(settings: Settings) -> dict[str, str]:
     }
 
 
-def spark_session(settings: Settings, app_name: str, **conf: str):
+def spark_session(settings: Settings, app_name: str, *, java_options: str = "", **conf: str):
+    """A local Spark session (SPARK_MASTER) with the settings above; `java_options`
+    are added to the driver JVM's (SPARK_JAVA_OPTIONS), `conf` to Spark's."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -76,7 +78,7 @@ def spark_session(settings: Settings, app_name: str, **conf: str):
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.extraJavaOptions", driver_java_options(settings))
+        .config("spark.driver.extraJavaOptions", f"{driver_java_options(settings)} {java_options}".strip())
         .config("spark.executor.extraJavaOptions", UTC_JAVA_OPTION)
     )
     for key, value in {**jvm_conf(settings), **conf}.items():

@@ -118,10 +118,11 @@ class GracefulStop:
 
 def streams_session(settings, app_name: str):
     """The streams application's Spark session: lakehouse.spark's session with
-    STREAMING_SPARK_CONF. Tests that run the queries in-process use it too."""
+    STREAMING_SPARK_CONF and STREAMS_JAVA_OPTIONS. Tests that run the queries
+    in-process use it too."""
     from lakehouse.spark import spark_session
 
-    return spark_session(settings, app_name, **STREAMING_SPARK_CONF)
+    return spark_session(settings, app_name, java_options=settings.streams_java_options, **STREAMING_SPARK_CONF)
 
 
 def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
