@@ -109,18 +109,6 @@ def test_realtime_counts_equal_independent_counts_for_closed_windows(run):
     assert got == want
 
 
-def test_the_streams_jvm_has_streams_java_options(run):
-    """STREAMS_JAVA_OPTIONS reach the streams' JVM, after SPARK_JAVA_OPTIONS."""
-    from pyspark.sql import SparkSession
-
-    settings, _, _ = run
-    spark = SparkSession.getActiveSession()
-    assert spark is not None
-    args = list(spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
-    assert "-XX:MinHeapFreeRatio=10" in settings.streams_java_options.split()
-    assert args.index("-XX:MinHeapFreeRatio=10") > args.index("-XX:MaxHeapFreeRatio=40")
-
-
 def test_progress_rows_for_both_queries(run):
     settings, _, _ = run
 

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 
+import psutil
 import pytest
 
 from lakehouse.platform import stack
@@ -39,6 +40,13 @@ def bronze_keys(settings):
     return [(r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]) for r in delta_rows(settings, "events")]
 
 
+def jvm_args(pid: int) -> list[str]:
+    """The command line of the JVM that the job's Python process started."""
+    jvms = [p for p in psutil.Process(pid).children(recursive=True) if p.name() == "java"]
+    assert len(jvms) == 1, jvms
+    return jvms[0].cmdline()
+
+
 def test_streams_app_kill_9_and_restart_loses_and_duplicates_nothing(core_stack, tmp_path):
     """The `streams` program (both queries in one Spark application), as the
     process manager runs it: kill -9 mid-stream, restart, then a graceful stop."""
@@ -51,8 +59,12 @@ def test_streams_app_kill_9_and_restart_loses_and_duplicates_nothing(core_stack,
     job = start_job("spark_jobs.streams", settings, log)
     try:
         wait_for(lambda: len(bronze_keys(settings)) >= 1000, 240, "some batches landed", every=0.2)
+        args = jvm_args(job.pid)
     finally:
         kill_job(job)
+    # STREAMS_JAVA_OPTIONS reach the program's JVM, after SPARK_JAVA_OPTIONS
+    assert settings.streams_java_options == "-XX:MinHeapFreeRatio=10"
+    assert args.index("-XX:MinHeapFreeRatio=10") > args.index("-XX:MaxHeapFreeRatio=40")
     landed = len(bronze_keys(settings))
     assert landed < want, "the kill came too late to test anything"
 
