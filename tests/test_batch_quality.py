@@ -67,9 +67,26 @@ def test_clean_day_passes_and_keeps_results(run, tmp_path):
     assert all(o.success for o in outcomes.values())
     assert {o.severity for o in outcomes.values()} == {"critical", "warning"}
     quality.gate(list(outcomes.values()), D)
-    saved = json.loads((tmp_path / "validations" / "2026-11-20" / "run_1.json").read_text())
-    assert saved["success"] is True
+    (saved,) = (tmp_path / "validations" / "silver_events" / "run_1").glob("*/*_2026-11-20.json")
+    assert json.loads(saved.read_text())["success"] is True
     assert (tmp_path / "data_docs" / "index.html").exists()
+
+
+def test_data_docs_keep_every_validation(run, tmp_path):
+    """Each validation runs in a new GE context (a new task process): the Data
+    Docs still list the earlier ones and keep their pages. With GE's
+    in-memory results store they held the latest validation only (GE
+    deletes the pages of results its store does not hold)."""
+    run(frame(), tmp_path)
+    failed = frame(event_type=["login", "refund", "refund"])
+    quality.validate(failed, date(2026, 11, 21), "run/2", tmp_path)
+    pages = sorted(p.name for p in (tmp_path / "data_docs" / "validations").rglob("*.html"))
+    assert pages == ["silver-events_2026-11-20.html", "silver-events_2026-11-21.html"]
+    index = (tmp_path / "data_docs" / "index.html").read_text()
+    assert "run_1" in index and "run_2" in index
+    # the failing day was validated twice (counts, then samples) under one run id: one result kept
+    (result,) = (tmp_path / "validations" / "silver_events" / "run_2").glob("*/*.json")
+    assert "refund" in result.read_text()
 
 
 def test_leaves_nothing_in_the_temporary_directory(run, tmp_path, monkeypatch):

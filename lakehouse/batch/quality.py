@@ -16,15 +16,15 @@ The suite runs where the data is: `validate_silver` hands it a Spark
 DataFrame (GE's Spark datasource, every metric a Spark job), tests may hand
 it a tiny pandas frame (GE's pandas datasource).
 
-Results are kept under <run dir>/data_quality/: the validation result JSON
-(`validations/<event_date>/<run id>.json`) and the Data Docs HTML site
-(`data_docs/index.html`); one summary row per expectation goes to
-`ops.data_quality`.
+Results are kept under <run dir>/data_quality/: every validation result as
+JSON in GE's results store (`validations/silver_events/<run id>/<run
+time>/silver-events_<event_date>.json`) and the Data Docs HTML site
+(`data_docs/index.html`: a page per validation, the latest INDEX_VALIDATIONS
+listed); one summary row per expectation goes to `ops.data_quality`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -98,6 +98,10 @@ def build_suite(event_date: date, max_rejected_fraction: float = 0.0):
 #: Unexpected values shown per failed expectation (the gate's message, the Data Docs).
 SAMPLE_SIZE = 20
 
+#: Validations listed on the Data Docs index, newest first. Every listed one is
+#: read from the results store at each run; older pages stay on disk.
+INDEX_VALIDATIONS = 30
+
 
 def validate(frame, event_date: date, run_id: str, out_dir: Path,
              max_rejected_fraction: float = 0.0) -> list[Outcome]:
@@ -115,33 +119,51 @@ def validate(frame, event_date: date, run_id: str, out_dir: Path,
     unexpected values, the suite runs again with samples, so the failure
     names examples; that second result is the one kept. A failure without
     values to show (an empty day's row count) keeps the first result."""
-    validation = _run_suite(frame, event_date, run_id, out_dir, max_rejected_fraction, sample_size=0)
+    gx_run = _gx_run_id(run_id)  # one id for both passes: the second's result replaces the first's
+    key, validation = _run_suite(frame, event_date, gx_run, out_dir, max_rejected_fraction, sample_size=0)
     if any(not r.success and (r.result or {}).get("unexpected_count") for r in validation.results):
-        validation = _run_suite(frame, event_date, run_id, out_dir, max_rejected_fraction,
-                                sample_size=SAMPLE_SIZE)
-    json_path = out_dir / "validations" / event_date.isoformat() / f"{_safe(run_id)}.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(validation.to_json_dict(), indent=1, default=str))
-    log.info("validation result: %s; data docs: %s", json_path, out_dir / "data_docs" / "index.html")
+        key, validation = _run_suite(frame, event_date, gx_run, out_dir, max_rejected_fraction,
+                                     sample_size=SAMPLE_SIZE)
+    log.info("validation result: %s; data docs: %s", result_path(out_dir, key), out_dir / "data_docs" / "index.html")
     return [_outcome(r) for r in validation.results]
 
 
-def _run_suite(frame, event_date: date, run_id: str, out_dir: Path, max_rejected_fraction: float,
+def result_path(out_dir: Path, key) -> Path:
+    """Where GE's results store (TupleFilesystemStoreBackend's default layout)
+    keeps the validation result of `key`."""
+    *parents, name = key.to_tuple()
+    return out_dir.joinpath("validations", *parents, f"{name}.json")
+
+
+def _run_suite(frame, event_date: date, gx_run, out_dir: Path, max_rejected_fraction: float,
                sample_size: int):
-    """One checkpoint run of the suite (Data Docs updated); GE's validation result."""
+    """One checkpoint run of the suite: its result stored under
+    `out_dir/validations/` and the Data Docs updated. Returns GE's key of the
+    result and the result.
+
+    The results store is GE's file store, not memory: the Data Docs index
+    lists the results its store holds, and GE deletes the pages of results it
+    cannot find there, so an in-memory store kept the latest validation only."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
 
     # Our Data Docs site only: GE's default ephemeral context adds a second
     # site in a fresh temporary directory, builds it at every run and never
     # removes it (4 MB of HTML left in /tmp per validation).
+    stores = InMemoryStoreBackendDefaults(init_temp_docs_sites=False).stores
+    stores["validation_results_store"] = {
+        "class_name": "ValidationResultsStore",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out_dir / "validations")},
+    }
     context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        stores=stores,
         data_docs_sites={"lakehouse": {
             "class_name": "SiteBuilder",
             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
                               "base_directory": str(out_dir / "data_docs")},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                                   "validation_results_limit": INDEX_VALIDATIONS},
         }},
     ))
     source = (context.data_sources.add_pandas("silver") if isinstance(frame, pd.DataFrame)
@@ -163,8 +185,8 @@ def _run_suite(frame, event_date: date, run_id: str, out_dir: Path, max_rejected
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": sample_size},
         )
     )
-    result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=_gx_run_id(run_id))
-    return next(iter(result.run_results.values()))
+    result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=gx_run)
+    return next(iter(result.run_results.items()))
 
 
 def gate(outcomes: list[Outcome], event_date: date) -> None:
