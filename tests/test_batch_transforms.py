@@ -215,6 +215,25 @@ def test_a_gold_date_written_by_delta_spark_reads_back_with_delta_rs(spark, tmp_
     assert delta_io.read_small_date(table, path, other).num_rows == 1
 
 
+def test_holds_nothing_of_a_date_reads_delta_sparks_log(spark, tmp_path):
+    """bronze_to_silver skips replacing an empty quarantine date with nothing,
+    and validate_silver leaves the quarantine out, only when the table exists
+    and its latest version has no file of the date (delta-rs on the log)."""
+    from lakehouse import catalog
+    from lakehouse.batch import delta_io
+
+    table = catalog.GOLD["events_per_source_daily"]
+    path = str(tmp_path / table.name)
+    other = D + timedelta(days=1)
+    assert not delta_io.holds_nothing_of(path, D)  # no table: the writer must create it
+    delta_io.replace_date(spark.createDataFrame([("web", 1, D)], "source string, event_count long, event_date date"),
+                          table, path, D)
+    assert not delta_io.holds_nothing_of(path, D)
+    assert delta_io.holds_nothing_of(path, other)
+    delta_io.replace_date(delta_io.empty_frame(spark, table), table, path, D)  # the date emptied
+    assert delta_io.holds_nothing_of(path, D)
+
+
 def test_event_date_resolution():
     start = datetime(2026, 11, 20, 1, 0, tzinfo=timezone.utc)
     assert resolve_event_date(None, start) == D

@@ -81,6 +81,17 @@ def read_small_date(table: Table, path: str, event_date: date):
     return rows.cast(table.schema)
 
 
+def holds_nothing_of(path: str, event_date: date) -> bool:
+    """Whether a Delta table exists at `path` and its latest version has no
+    data file of event_date; read from the log with delta-rs in this process
+    (no Spark job)."""
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(path):
+        return False
+    return not DeltaTable(path).file_uris(partition_filters=[(PARTITION, "=", event_date.isoformat())])
+
+
 def empty_frame(spark, table: Table):
     """No rows, the catalogue's columns: a table that does not exist yet.
     Spark reports no observed metrics (`observe`) for a plan over it."""
