@@ -80,7 +80,8 @@ def bronze_to_silver(spark, settings: Settings, event_date: date) -> dict:
     Nothing is cached: the events write de-duplicates the day once, and the
     quarantine write de-duplicates only the event_ids with a refused row
     (`silver.silver_quarantine`); a day without refused rows (the usual one)
-    empties the date's quarantine without reading the day again. The counts
+    empties the date's quarantine without reading the day again (and
+    without a commit when it holds nothing of the date). The counts
     are observed during the writes (Spark's `observe`), so no query runs
     just to count."""
     from pyspark.sql import Observation
