@@ -150,13 +150,13 @@ def _run_suite(frame, event_date: date, gx_run, out_dir: Path, max_rejected_frac
     # Our Data Docs site only: GE's default ephemeral context adds a second
     # site in a fresh temporary directory, builds it at every run and never
     # removes it (4 MB of HTML left in /tmp per validation).
-    stores = InMemoryStoreBackendDefaults(init_temp_docs_sites=False).stores
-    stores["validation_results_store"] = {
+    defaults = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+    stores = {**defaults.stores, defaults.validation_results_store_name: {
         "class_name": "ValidationResultsStore",
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out_dir / "validations")},
-    }
+    }}
     context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        store_backend_defaults=defaults,
         stores=stores,
         data_docs_sites={"lakehouse": {
             "class_name": "SiteBuilder",
