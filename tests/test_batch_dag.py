@@ -105,7 +105,7 @@ def test_gold_equals_values_computed_from_the_events(batch, day1):
         cur.execute("SELECT count(*), bool_and(success) FROM ops.data_quality WHERE event_date = %s", (D1,))
         assert cur.fetchone() == (9, True)
     conn.close()
-    assert list((batch.run_dir / "data_quality" / "validations").rglob(f"*_{D1.isoformat()}.json"))
+    assert list((batch.run_dir / "data_quality" / "results").rglob(f"*_{D1.isoformat()}.json"))
     assert (batch.run_dir / "data_quality" / "data_docs" / "index.html").exists()
 
 

@@ -17,7 +17,7 @@ DataFrame (GE's Spark datasource, every metric a Spark job), tests may hand
 it a tiny pandas frame (GE's pandas datasource).
 
 Results are kept under <run dir>/data_quality/: every validation result as
-JSON in GE's results store (`validations/silver_events/<run id>/<run
+JSON in GE's results store (`results/silver_events/<run id>/<run
 time>/silver-events_<event_date>.json`) and the Data Docs HTML site
 (`data_docs/index.html`: a page per validation, the latest INDEX_VALIDATIONS
 listed); one summary row per expectation goes to `ops.data_quality`.
@@ -102,6 +102,11 @@ SAMPLE_SIZE = 20
 #: read from the results store at each run; older pages stay on disk.
 INDEX_VALIDATIONS = 30
 
+#: GE's results store, under the output directory. Not `validations/`: our
+#: own JSON copies went there until session 33, in a layout GE's store cannot
+#: parse (listing them failed the Data Docs build).
+RESULTS_DIR = "results"
+
 
 def validate(frame, event_date: date, run_id: str, out_dir: Path,
              max_rejected_fraction: float = 0.0) -> list[Outcome]:
@@ -132,13 +137,13 @@ def result_path(out_dir: Path, key) -> Path:
     """Where GE's results store (TupleFilesystemStoreBackend's default layout)
     keeps the validation result of `key`."""
     *parents, name = key.to_tuple()
-    return out_dir.joinpath("validations", *parents, f"{name}.json")
+    return out_dir.joinpath(RESULTS_DIR, *parents, f"{name}.json")
 
 
 def _run_suite(frame, event_date: date, gx_run, out_dir: Path, max_rejected_fraction: float,
                sample_size: int):
     """One checkpoint run of the suite: its result stored under
-    `out_dir/validations/` and the Data Docs updated. Returns GE's key of the
+    `out_dir/results/` and the Data Docs updated. Returns GE's key of the
     result and the result.
 
     The results store is GE's file store, not memory: the Data Docs index
@@ -153,7 +158,7 @@ def _run_suite(frame, event_date: date, gx_run, out_dir: Path, max_rejected_frac
     defaults = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
     stores = {**defaults.stores, defaults.validation_results_store_name: {
         "class_name": "ValidationResultsStore",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out_dir / "validations")},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out_dir / RESULTS_DIR)},
     }}
     context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
         store_backend_defaults=defaults,
