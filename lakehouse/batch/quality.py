@@ -125,26 +125,19 @@ def validate(frame, event_date: date, run_id: str, out_dir: Path,
     names examples; that second result is the one kept. A failure without
     values to show (an empty day's row count) keeps the first result."""
     gx_run = _gx_run_id(run_id)  # one id for both passes: the second's result replaces the first's
-    key, validation = _run_suite(frame, event_date, gx_run, out_dir, max_rejected_fraction, sample_size=0)
+    stored, validation = _run_suite(frame, event_date, gx_run, out_dir, max_rejected_fraction, sample_size=0)
     if any(not r.success and (r.result or {}).get("unexpected_count") for r in validation.results):
-        key, validation = _run_suite(frame, event_date, gx_run, out_dir, max_rejected_fraction,
-                                     sample_size=SAMPLE_SIZE)
-    log.info("validation result: %s; data docs: %s", result_path(out_dir, key), out_dir / "data_docs" / "index.html")
+        stored, validation = _run_suite(frame, event_date, gx_run, out_dir, max_rejected_fraction,
+                                        sample_size=SAMPLE_SIZE)
+    log.info("validation result: %s; data docs: %s", stored, out_dir / "data_docs" / "index.html")
     return [_outcome(r) for r in validation.results]
-
-
-def result_path(out_dir: Path, key) -> Path:
-    """Where GE's results store (TupleFilesystemStoreBackend's default layout)
-    keeps the validation result of `key`."""
-    *parents, name = key.to_tuple()
-    return out_dir.joinpath(RESULTS_DIR, *parents, f"{name}.json")
 
 
 def _run_suite(frame, event_date: date, gx_run, out_dir: Path, max_rejected_fraction: float,
                sample_size: int):
     """One checkpoint run of the suite: its result stored under
-    `out_dir/results/` and the Data Docs updated. Returns GE's key of the
-    result and the result.
+    `out_dir/results/` and the Data Docs updated. Returns where the store
+    keeps the result (a file URL) and the result.
 
     The results store is GE's file store, not memory: the Data Docs index
     lists the results its store holds, and GE deletes the pages of results it
@@ -191,7 +184,9 @@ def _run_suite(frame, event_date: date, gx_run, out_dir: Path, max_rejected_frac
         )
     )
     result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=gx_run)
-    return next(iter(result.run_results.items()))
+    key, validation = next(iter(result.run_results.items()))
+    store = context.validation_results_store
+    return store.store_backend.get_url_for_key(store.key_to_tuple(key)), validation
 
 
 def gate(outcomes: list[Outcome], event_date: date) -> None:
