@@ -44,9 +44,11 @@ def jvm_conf(settings: Settings) -> dict[str, str]:
     """Spark settings that bring in the Kafka connector and delta-spark, from
     the jars setup resolved (no network at run time), size Delta's snapshot
     job and file listings for the machine (DELTA_SNAPSHOT_PARTITIONS,
-    SPARK_LISTING_PARALLELISM), and run a full GC every
+    SPARK_LISTING_PARALLELISM), run a full GC every
     SPARK_PERIODIC_GC_INTERVAL so that a JVM gives back what a burst of work
-    grew."""
+    grew, and keep Spark's warehouse directory (made by the first SQL
+    statement, unused: every table is a Delta path) in the run directory, not
+    in the directory the JVM was started from (the checkout, under `make up`)."""
     return {
         "spark.jars": ",".join(str(j) for j in settings.jvm_jars("spark")),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -55,6 +57,7 @@ def jvm_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(settings.spark_listing_parallelism),
         # a full GC this often, after which the heap shrinks (SPARK_JAVA_OPTIONS)
         "spark.cleaner.periodicGC.interval": settings.spark_periodic_gc_interval,
+        "spark.sql.warehouse.dir": str(settings.run_dir / "spark-warehouse"),
     }
 
 

@@ -33,8 +33,13 @@ def files(table: DeltaTable, d: date) -> int:
 
 
 @pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    session = spark_session(make_settings(tmp_path_factory.mktemp("s") / "run"), "test_batch_maintenance")
+def session_settings(tmp_path_factory):
+    return make_settings(tmp_path_factory.mktemp("s") / "run")
+
+
+@pytest.fixture(scope="module")
+def spark(session_settings):
+    session = spark_session(session_settings, "test_batch_maintenance")
     yield session
     session.stop()
 
@@ -163,6 +168,20 @@ def test_file_listing_jobs_are_sized_for_the_machine(spark):
     assert spark.conf.get(key) == str(settings.spark_listing_parallelism) == "8"
     argv, _ = spark_connect.server_command(settings)
     assert f"{key}={settings.spark_listing_parallelism}" in argv
+
+
+def test_spark_keeps_its_warehouse_in_the_run_directory(spark, session_settings, tmp_path):
+    """Spark makes its warehouse directory at the first SQL statement, by
+    default in the directory the JVM started from (the checkout, under `make
+    up`); every Spark we start keeps it in the run directory instead."""
+    from lakehouse.platform import spark_connect
+
+    warehouse = session_settings.run_dir / "spark-warehouse"
+    spark.sql(f"CREATE TABLE IF NOT EXISTS delta.`{tmp_path / 't'}` (a INT) USING DELTA")
+    assert spark.conf.get("spark.sql.warehouse.dir") == f"file:{warehouse}"
+    assert warehouse.is_dir()
+    argv, _ = spark_connect.server_command(session_settings)
+    assert f"spark.sql.warehouse.dir={warehouse}" in argv
 
 
 @pytest.mark.integration
