@@ -12,6 +12,9 @@ Daily upkeep of what the streams and the batch DAG write:
 * **prune** the streams' progress history in `ops.stream_progress` (one row
   per micro-batch, ~200,000 a day while producing) to
   `OPS_PROGRESS_RETENTION_DAYS` (default 7); each stream's latest row stays.
+* **prune** the realtime tables' one-minute windows older than
+  `REALTIME_RETENTION_DAYS` whole UTC days (default 30): the speed layer keeps
+  recent minutes, gold keeps every day.
 
 Delta's own `OPTIMIZE ... WHERE` and `VACUUM` (the retention is the tables'
 `delta.deletedFileRetentionDuration`), through Spark SQL on the
@@ -31,7 +34,7 @@ from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 @dag(
     dag_id="lakehouse_maintenance",
-    description="Compact silver's closed partitions, vacuum bronze and silver; prune stream progress",
+    description="Compact silver's closed partitions, vacuum bronze and silver; prune stream progress and realtime",
     schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
     start_date=datetime(2024, 1, 1),
     catchup=False,
@@ -62,8 +65,19 @@ def lakehouse_maintenance():
 
         return maintenance.prune_stream_progress(load.airflow_connect(), get_settings().ops_progress_retention_days)
 
+    @task
+    def prune_realtime() -> dict[str, int]:
+        """Delete realtime windows that start before the UTC day REALTIME_RETENTION_DAYS ago."""
+        from lakehouse.batch import load, maintenance
+        from lakehouse.settings import get_settings
+
+        today = get_current_context()["dag_run"].run_after.date()
+        kept_from = maintenance.realtime_kept_from(today, get_settings().realtime_retention_days)
+        return maintenance.prune_realtime(load.airflow_connect(), kept_from)
+
     maintain_layer("bronze") >> maintain_layer("silver")
     prune_stream_progress()
+    prune_realtime()
 
 
 lakehouse_maintenance()

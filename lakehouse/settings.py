@@ -147,6 +147,11 @@ class Settings(BaseSettings):
         description="ops.stream_progress keeps this many days of micro-batches (~200,000 rows a day while "
         "producing; each stream's latest row is always kept); lakehouse_maintenance deletes older ones.",
     )
+    realtime_retention_days: int = Field(
+        30, ge=1,
+        description="The realtime tables keep this many days of one-minute windows (~10,000 rows a day while "
+        "producing); lakehouse_maintenance deletes older windows. Gold keeps every day.",
+    )
 
     # --- Airflow ------------------------------------------------------------
     airflow_host: str = "127.0.0.1"

@@ -21,6 +21,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lakehouse import catalog, testdata
+from lakehouse.batch import maintenance
 from lakehouse.platform import airflow, spark_connect
 from tests.batch_helpers import (
     airflow_env,
@@ -129,13 +130,29 @@ def test_the_maintenance_dag_vacuums_bronze_without_a_commit_and_compacts_silver
     """The maintenance DAG on the Spark Connect server: bronze, which raw
     landing writes (and compacts), gets VACUUM only, with Delta's vacuum
     logging off on this server: not one commit; silver's closed dates are
-    compacted and their rows kept (one writer per Delta table)."""
+    compacted and their rows kept (one writer per Delta table). Realtime
+    windows older than REALTIME_RETENTION_DAYS (30) whole UTC days go."""
     bronze, silver = catalog.BRONZE_EVENTS.path(batch), catalog.SILVER_EVENTS.path(batch)
     bronze_version = DeltaTable(bronze).version()
     rows = DeltaTable(silver).to_pyarrow_table(filters=[("event_date", "=", D1)]).sort_by("event_id")
     small_files = len(DeltaTable(silver).file_uris(file_pruning_predicate=f"event_date = '{D1}'"))
-    proc = dags_test(batch, dag_id="lakehouse_maintenance", logical_date=D1 + timedelta(days=10))
+    # the DAG's "today" is its run's run_after: now, for `airflow dags test`
+    first_kept = maintenance.realtime_kept_from(datetime.now(timezone.utc).date(), 30)
+    windows = [first_kept - timedelta(days=1), first_kept + timedelta(days=1)]  # a midnight between is fine
+    with psycopg2.connect(batch.pg_dsn("writer")) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO realtime.events_per_minute (window_start, event_type, event_count) "
+                        "VALUES (%s, 'maintenance-test', 1)", [(w,) for w in windows])
+    try:
+        proc = dags_test(batch, dag_id="lakehouse_maintenance", logical_date=D1 + timedelta(days=10))
+        with psycopg2.connect(batch.pg_dsn("reader")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT window_start FROM realtime.events_per_minute "
+                        "WHERE event_type = 'maintenance-test' ORDER BY 1")
+            kept = [r[0] for r in cur.fetchall()]
+    finally:
+        with psycopg2.connect(batch.pg_dsn("writer")) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM realtime.events_per_minute WHERE event_type = 'maintenance-test'")
     assert run_state(proc) == "success", task_errors(proc)
+    assert kept == windows[1:]
     assert DeltaTable(bronze).version() == bronze_version
     assert [h["operation"] for h in DeltaTable(bronze).history(1)] != ["VACUUM END"]
     after = DeltaTable(silver)

@@ -210,3 +210,36 @@ def test_prune_keeps_the_retention_and_each_streams_latest_row(core_stack):
     assert kept == [("prune-live", 3), ("prune-live", 4), ("prune-stopped", 2)]
     assert latest == [("prune-live", 4), ("prune-stopped", 2)]
     assert deleted >= 5
+
+
+@pytest.mark.integration
+def test_prune_realtime_deletes_windows_before_the_cutoff_in_all_three_tables(core_stack):
+    """Windows that start before the cutoff go from every realtime table; the
+    cutoff's own window and later ones stay (dates of 1990: no other test's)."""
+    import psycopg2
+
+    cutoff = datetime(1990, 6, 1, tzinfo=timezone.utc)
+    windows = [cutoff - timedelta(days=1), cutoff - timedelta(minutes=1), cutoff, cutoff + timedelta(days=3)]
+    dsn = core_stack.pg_dsn("writer")
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        for w in windows:
+            cur.execute("INSERT INTO realtime.events_per_minute VALUES (%s, 'click', 1)", (w,))
+            cur.execute("INSERT INTO realtime.logins_per_source VALUES (%s, 'web', 1)", (w,))
+            cur.execute("INSERT INTO realtime.purchases_per_minute VALUES (%s, 1)", (w,))
+    try:
+        deleted = maintenance.prune_realtime(lambda: psycopg2.connect(dsn), cutoff)
+        kept = {}
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            for table in ("events_per_minute", "logins_per_source", "purchases_per_minute"):
+                cur.execute(f"SELECT window_start FROM realtime.{table} WHERE window_start < '1991-01-01' ORDER BY 1")
+                kept[table] = [r[0] for r in cur.fetchall()]
+    finally:
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            for table in ("events_per_minute", "logins_per_source", "purchases_per_minute"):
+                cur.execute(f"DELETE FROM realtime.{table} WHERE window_start < '1991-01-01'")
+    assert kept == {t: windows[2:] for t in ("events_per_minute", "logins_per_source", "purchases_per_minute")}
+    assert deleted == {"events_per_minute": 2, "logins_per_source": 2, "purchases_per_minute": 2}
+
+
+def test_realtime_keeps_whole_utc_days():
+    assert maintenance.realtime_kept_from(date(2026, 12, 5), 30) == datetime(2026, 11, 5, tzinfo=timezone.utc)

@@ -25,12 +25,14 @@ The streams' progress history, one row per micro-batch in
 `ops.stream_progress` (~200,000 rows a day while producing), is kept for
 OPS_PROGRESS_RETENTION_DAYS (7); older rows are deleted, except each
 stream's latest (the DAG's completeness sensor and the dashboard read it).
+The realtime tables (fast aggregation's one-minute windows, ~10,000 rows a
+day) keep REALTIME_RETENTION_DAYS (30) of windows; gold holds every day.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
 from lakehouse import catalog
 from lakehouse.batch.delta_io import current_version
@@ -139,4 +141,30 @@ def prune_stream_progress(connect: Connect, retention_days: int) -> int:
     finally:
         conn.close()
     log.info("deleted %d rows of ops.stream_progress older than %d days", deleted, retention_days)
+    return deleted
+
+
+def realtime_kept_from(today: date, retention_days: int) -> datetime:
+    """The first instant whose windows the realtime tables keep: 00:00 UTC of
+    the day `retention_days` before `today` (whole UTC days, like gold's)."""
+    return datetime.combine(today - timedelta(days=retention_days), time(), timezone.utc)
+
+
+def prune_realtime(connect: Connect, before: datetime) -> dict[str, int]:
+    """Delete the realtime tables' windows that start before `before`, in one
+    transaction; returns the rows deleted per table. Fast aggregation updates a
+    window only within its watermark (minutes behind the newest event time),
+    so pruning does not race its upserts."""
+    from lakehouse.stream.realtime import UPSERTS
+
+    conn = connect()
+    try:
+        with conn, conn.cursor() as cur:
+            deleted = {}
+            for table in UPSERTS:
+                cur.execute(f"DELETE FROM realtime.{table} WHERE window_start < %s", (before,))
+                deleted[table] = cur.rowcount
+    finally:
+        conn.close()
+    log.info("deleted realtime windows before %s: %s", before.isoformat(), deleted)
     return deleted
