@@ -221,6 +221,7 @@ def test_prune_realtime_deletes_windows_before_the_cutoff_in_all_three_tables(co
     cutoff = datetime(1990, 6, 1, tzinfo=timezone.utc)
     windows = [cutoff - timedelta(days=1), cutoff - timedelta(minutes=1), cutoff, cutoff + timedelta(days=3)]
     dsn = core_stack.pg_dsn("writer")
+    tables = ("events_per_minute", "logins_per_source", "purchases_per_minute")
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         for w in windows:
             cur.execute("INSERT INTO realtime.events_per_minute VALUES (%s, 'click', 1)", (w,))
@@ -230,15 +231,15 @@ def test_prune_realtime_deletes_windows_before_the_cutoff_in_all_three_tables(co
         deleted = maintenance.prune_realtime(lambda: psycopg2.connect(dsn), cutoff)
         kept = {}
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-            for table in ("events_per_minute", "logins_per_source", "purchases_per_minute"):
+            for table in tables:
                 cur.execute(f"SELECT window_start FROM realtime.{table} WHERE window_start < '1991-01-01' ORDER BY 1")
                 kept[table] = [r[0] for r in cur.fetchall()]
     finally:
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-            for table in ("events_per_minute", "logins_per_source", "purchases_per_minute"):
+            for table in tables:
                 cur.execute(f"DELETE FROM realtime.{table} WHERE window_start < '1991-01-01'")
-    assert kept == {t: windows[2:] for t in ("events_per_minute", "logins_per_source", "purchases_per_minute")}
-    assert deleted == {"events_per_minute": 2, "logins_per_source": 2, "purchases_per_minute": 2}
+    assert kept == {t: windows[2:] for t in tables}
+    assert deleted == {t: 2 for t in tables}
 
 
 def test_realtime_keeps_whole_utc_days():
