@@ -14,7 +14,11 @@ Daily upkeep of what the streams and the batch DAG write:
   `OPS_PROGRESS_RETENTION_DAYS` (default 7); each stream's latest row stays.
 * **prune** the realtime tables' one-minute windows older than
   `REALTIME_RETENTION_DAYS` whole UTC days (default 30): the speed layer keeps
-  recent minutes, gold keeps every day.
+  recent minutes, gold keeps every day;
+* **prune** Airflow's own log files (a file per task try, the DAG processor's
+  parsing logs) older than `AIRFLOW_LOG_RETENTION_DAYS` (default 30), as
+  Airflow's log groomer does. Its metadata database is Airflow's to clean
+  (`airflow db clean`, docs/batch.md): tasks may not reach it.
 
 Delta's own `OPTIMIZE ... WHERE` and `VACUUM` (the retention is the tables'
 `delta.deletedFileRetentionDuration`), through Spark SQL on the
@@ -34,7 +38,7 @@ from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 @dag(
     dag_id="lakehouse_maintenance",
-    description="Compact silver's closed partitions, vacuum bronze and silver; prune stream progress and realtime",
+    description="Compact silver's closed partitions, vacuum bronze and silver; prune stream progress, realtime, Airflow logs",
     schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
     start_date=datetime(2024, 1, 1),
     catchup=False,
@@ -75,9 +79,24 @@ def lakehouse_maintenance():
         kept_from = maintenance.realtime_kept_from(today, get_settings().realtime_retention_days)
         return maintenance.prune_realtime(load.airflow_connect(), kept_from)
 
+    @task
+    def prune_airflow_logs() -> int:
+        """Delete Airflow's log files last written more than AIRFLOW_LOG_RETENTION_DAYS ago
+        (on the machine this task runs on: a cluster's workers each keep their own)."""
+        from pathlib import Path
+
+        from airflow.sdk.configuration import conf
+
+        from lakehouse.batch import maintenance
+        from lakehouse.settings import get_settings
+
+        before = get_current_context()["dag_run"].run_after - timedelta(days=get_settings().airflow_log_retention_days)
+        return maintenance.prune_logs(Path(conf.get("logging", "base_log_folder")), before)
+
     maintain_layer("bronze") >> maintain_layer("silver")
     prune_stream_progress()
     prune_realtime()
+    prune_airflow_logs()
 
 
 lakehouse_maintenance()

@@ -152,6 +152,11 @@ class Settings(BaseSettings):
         description="The realtime tables keep this many days of one-minute windows (~10,000 rows a day while "
         "producing); lakehouse_maintenance deletes older windows. Gold keeps every day.",
     )
+    airflow_log_retention_days: int = Field(
+        30, ge=1,
+        description="Airflow's log files (task runs, DAG parsing: ~3 MB a day) older than this many days are "
+        "deleted by lakehouse_maintenance, as Airflow's own log groomer does.",
+    )
 
     # --- Airflow ------------------------------------------------------------
     airflow_host: str = "127.0.0.1"

@@ -10,10 +10,12 @@ the generated events (`lakehouse.testdata.ExpectedDay`)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg2
 import pyarrow as pa
@@ -131,7 +133,8 @@ def test_the_maintenance_dag_vacuums_bronze_without_a_commit_and_compacts_silver
     landing writes (and compacts), gets VACUUM only, with Delta's vacuum
     logging off on this server: not one commit; silver's closed dates are
     compacted and their rows kept (one writer per Delta table). Realtime
-    windows older than REALTIME_RETENTION_DAYS (30) whole UTC days go."""
+    windows older than REALTIME_RETENTION_DAYS (30) whole UTC days go, and
+    Airflow's log files older than AIRFLOW_LOG_RETENTION_DAYS (30)."""
     bronze, silver = catalog.BRONZE_EVENTS.path(batch), catalog.SILVER_EVENTS.path(batch)
     bronze_version = DeltaTable(bronze).version()
     rows = DeltaTable(silver).to_pyarrow_table(filters=[("event_date", "=", D1)]).sort_by("event_id")
@@ -142,6 +145,15 @@ def test_the_maintenance_dag_vacuums_bronze_without_a_commit_and_compacts_silver
     with psycopg2.connect(batch.pg_dsn("writer")) as conn, conn.cursor() as cur:
         cur.executemany("INSERT INTO realtime.events_per_minute (window_start, event_type, event_count) "
                         "VALUES (%s, 'maintenance-test', 1)", [(w,) for w in windows])
+    log_dir = Path(airflow_env(batch)["AIRFLOW__LOGGING__BASE_LOG_FOLDER"])
+    old_log = log_dir / "dag_id=maintenance-test" / "run_id=old" / "task_id=t" / "attempt=1.log"
+    old_log.parent.mkdir(parents=True)
+    old_log.write_text("a task try of 31 days ago\n")
+    os.utime(old_log, ((datetime.now(timezone.utc) - timedelta(days=31)).timestamp(),) * 2)
+    recent_log = log_dir / "dag_id=maintenance-test-recent" / "run_id=r" / "task_id=t" / "attempt=1.log"
+    recent_log.parent.mkdir(parents=True)
+    recent_log.write_text("a task try of 29 days ago\n")
+    os.utime(recent_log, ((datetime.now(timezone.utc) - timedelta(days=29)).timestamp(),) * 2)
     try:
         proc = dags_test(batch, dag_id="lakehouse_maintenance", logical_date=D1 + timedelta(days=10))
         with psycopg2.connect(batch.pg_dsn("reader")) as conn, conn.cursor() as cur:
@@ -153,6 +165,8 @@ def test_the_maintenance_dag_vacuums_bronze_without_a_commit_and_compacts_silver
             cur.execute("DELETE FROM realtime.events_per_minute WHERE event_type = 'maintenance-test'")
     assert run_state(proc) == "success", task_errors(proc)
     assert kept == windows[1:]
+    assert not (log_dir / "dag_id=maintenance-test").exists()
+    assert recent_log.read_text() == "a task try of 29 days ago\n"
     assert DeltaTable(bronze).version() == bronze_version
     assert [h["operation"] for h in DeltaTable(bronze).history(1)] != ["VACUUM END"]
     after = DeltaTable(silver)

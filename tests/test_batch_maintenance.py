@@ -244,3 +244,37 @@ def test_prune_realtime_deletes_windows_before_the_cutoff_in_all_three_tables(co
 
 def test_realtime_keeps_whole_utc_days():
     assert maintenance.realtime_kept_from(date(2026, 12, 5), 30) == datetime(2026, 11, 5, tzinfo=timezone.utc)
+
+
+def test_prune_logs_deletes_old_log_files_and_the_directories_they_leave(tmp_path):
+    """Airflow's log layout: a file per task try in its own directories, the
+    DAG processor's files per day and its `latest` link. Old files and the
+    directories they leave go; new ones, other files, links and a fresh
+    empty directory (a task try about to write its file) stay."""
+    now = datetime.now(timezone.utc)
+    before = now - timedelta(days=30)
+    logs = tmp_path / "logs"
+
+    def file(rel: str, age: timedelta) -> Path:
+        path = logs / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+        os.utime(path, ((now - age).timestamp(),) * 2)
+        return path
+
+    old_try = file("dag_id=d/run_id=old/task_id=t/attempt=1.log", timedelta(days=31))
+    old_parse = file("dag_processor/2026-11-01/dags-folder/d.py.log", timedelta(days=34))
+    new_try = file("dag_id=d/run_id=new/task_id=t/attempt=1.log", timedelta(days=29))
+    new_parse = file("dag_processor/2026-12-05/dags-folder/d.py.log", timedelta(hours=1))
+    other = file("dag_id=d/run_id=old/notes.txt", timedelta(days=40))
+    (logs / "dag_processor" / "latest").symlink_to(logs / "dag_processor" / "2026-12-05")
+    fresh_dir = logs / "dag_id=d" / "run_id=now" / "task_id=t"
+    fresh_dir.mkdir(parents=True)  # created just now, its file not yet written
+
+    assert maintenance.prune_logs(logs, before, now=now) == 2
+    assert not old_try.exists() and not old_parse.exists()
+    assert not (logs / "dag_id=d" / "run_id=old" / "task_id=t").exists()
+    assert not (logs / "dag_processor" / "2026-11-01").exists()  # emptied by this pruning: gone at once
+    assert new_try.exists() and new_parse.exists() and other.exists() and fresh_dir.is_dir()
+    assert (logs / "dag_processor" / "latest").is_symlink() and logs.is_dir()
+    assert maintenance.prune_logs(logs, before, now=now) == 0

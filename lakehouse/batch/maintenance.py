@@ -27,12 +27,16 @@ OPS_PROGRESS_RETENTION_DAYS (7); older rows are deleted, except each
 stream's latest (the DAG's completeness sensor and the dashboard read it).
 The realtime tables (fast aggregation's one-minute windows, ~10,000 rows a
 day) keep REALTIME_RETENTION_DAYS (30) of windows; gold holds every day.
+Airflow's own log files (a file per task try, DAG parsing logs) are kept
+AIRFLOW_LOG_RETENTION_DAYS (30).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 
 from lakehouse import catalog
 from lakehouse.batch.delta_io import current_version
@@ -167,4 +171,44 @@ def prune_realtime(connect: Connect, before: datetime) -> dict[str, int]:
     finally:
         conn.close()
     log.info("deleted realtime windows before %s: %s", before.isoformat(), deleted)
+    return deleted
+
+
+#: An empty log directory is removed once nothing changed in it for this long
+#: (unless this pruning emptied it): Airflow creates a task try's directory
+#: just before the file in it.
+EMPTY_DIR_GRACE = timedelta(hours=1)
+
+
+def prune_logs(log_dir: Path, before: datetime, now: datetime | None = None) -> int:
+    """Delete the `*.log` files under `log_dir` last written before `before`,
+    then the directories left empty (`log_dir` itself stays), as Airflow's log
+    groomer does (`clean-logs.sh` of its image and Helm chart,
+    `AIRFLOW__LOG_RETENTION_DAYS`). Symbolic links (the DAG processor's
+    `latest`) are neither followed nor deleted. Returns the number of files
+    deleted."""
+    cutoff = before.timestamp()
+    grace = ((now or datetime.now(timezone.utc)) - EMPTY_DIR_GRACE).timestamp()
+    deleted, emptied = 0, set()  # directories this pruning took something out of
+    for root, dirs, files in os.walk(log_dir, topdown=False):
+        for name in files:
+            path = Path(root, name)
+            try:
+                if name.endswith(".log") and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    deleted += 1
+                    emptied.add(root)
+            except FileNotFoundError:  # gone meanwhile
+                continue
+        for name in dirs:
+            path = Path(root, name)
+            try:
+                if path.is_symlink() or any(path.iterdir()):
+                    continue
+                if os.path.join(root, name) in emptied or path.stat().st_mtime < grace:
+                    path.rmdir()
+                    emptied.add(root)
+            except OSError:  # not empty any more, or gone
+                continue
+    log.info("deleted %d Airflow log files under %s last written before %s", deleted, log_dir, before.isoformat())
     return deleted
