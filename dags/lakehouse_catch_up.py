@@ -48,6 +48,7 @@ def lakehouse_catch_up():
     @task
     def plan() -> list[dict]:
         """The dates to run, oldest first, as trigger arguments."""
+        from contextlib import closing
         from datetime import timezone
 
         from lakehouse import catalog
@@ -59,11 +60,8 @@ def lakehouse_catch_up():
             print(f"{active} run(s) of {TARGET_DAG} queued or running: planning next time", flush=True)
             return []
         settings = get_settings()
-        conn = load.airflow_connect()()
-        try:
+        with closing(load.airflow_connect()()) as conn:
             done = catch_up.last_successful_runs(conn)
-        finally:
-            conn.close()
         bronze = catch_up.bronze_rows_per_date(catalog.BRONZE_EVENTS.path(settings))
         todo = catch_up.dates_to_run(bronze, done, datetime.now(timezone.utc),
                                      timedelta(minutes=settings.batch_allowed_lateness_minutes))

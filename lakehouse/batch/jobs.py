@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import closing
 from datetime import date, datetime, timedelta, timezone
 
 from lakehouse import catalog
@@ -28,11 +29,8 @@ def check_complete(settings: Settings, event_date: date, connect: load.Connect,
     cut = completeness.cutoff(event_date, timedelta(minutes=settings.batch_allowed_lateness_minutes))
     if now < cut:
         return completeness.judge(now, cut, None, {}), None
-    conn = connect()
-    try:
+    with closing(connect()) as conn:
         committed, recorded_at, all_offsets = completeness.committed_offsets(conn, settings.kafka_topic)
-    finally:
-        conn.close()
     targets, beginnings = completeness.targets(settings.kafka_bootstrap_list, settings.kafka_topic, cut)
     verdict = completeness.judge(now, cut, committed, targets, beginnings)
     position = None
@@ -46,11 +44,8 @@ def superseded_catch_up(run_id: str, connect: load.Connect) -> date | None:
     already done (`catch_up.already_processed`); None otherwise."""
     if not run_id.startswith(catch_up.RUN_ID_PREFIX):
         return None
-    conn = connect()
-    try:
+    with closing(connect()) as conn:
         done = catch_up.last_successful_runs(conn)
-    finally:
-        conn.close()
     return catch_up.already_processed(run_id, done)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
 
@@ -189,11 +190,8 @@ def load_date(connect: Connect, tables: list[GoldRows], event_date: date, run: B
 
     @_retry
     def attempt() -> dict:
-        conn = connect()
-        try:
+        with closing(connect()) as conn:
             return replace_date_all(conn, tables, event_date, run)
-        finally:
-            conn.close()
 
     return attempt()
 
@@ -210,12 +208,9 @@ def record_batch_run(connect: Connect, run_id: str, event_date: date, silver_row
 
     @_retry
     def attempt() -> None:
-        conn = connect()
-        try:
+        with closing(connect()) as conn:
             with conn, conn.cursor() as cur:
                 _record(cur, BatchRun(run_id, event_date, bronze_rows, None, silver_rows, quarantined))
-        finally:
-            conn.close()
 
     attempt()
 
@@ -227,8 +222,7 @@ def record_data_quality(connect: Connect, rows: list[tuple]) -> None:
 
     @_retry
     def attempt() -> None:
-        conn = connect()
-        try:
+        with closing(connect()) as conn:
             with conn, conn.cursor() as cur:
                 execute_values(
                     cur,
@@ -240,7 +234,5 @@ def record_data_quality(connect: Connect, rows: list[tuple]) -> None:
                          unexpected_count = EXCLUDED.unexpected_count, validated_at = now()""",
                     rows,
                 )
-        finally:
-            conn.close()
 
     attempt()

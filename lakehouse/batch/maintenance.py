@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import closing
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
@@ -137,13 +138,10 @@ WHERE p.query_name = l.query_name
 def prune_stream_progress(connect: Connect, retention_days: int) -> int:
     """Delete micro-batch progress older than the retention, each stream's
     latest row excepted; returns the number of rows deleted."""
-    conn = connect()
-    try:
+    with closing(connect()) as conn:
         with conn, conn.cursor() as cur:
             cur.execute(PRUNE_STREAM_PROGRESS, (retention_days,))
             deleted = cur.rowcount
-    finally:
-        conn.close()
     log.info("deleted %d rows of ops.stream_progress older than %d days", deleted, retention_days)
     return deleted
 
@@ -161,15 +159,12 @@ def prune_realtime(connect: Connect, before: datetime) -> dict[str, int]:
     so pruning does not race its upserts."""
     from lakehouse.stream.realtime import UPSERTS
 
-    conn = connect()
-    try:
+    with closing(connect()) as conn:
         with conn, conn.cursor() as cur:
             deleted = {}
             for table in UPSERTS:
                 cur.execute(f"DELETE FROM realtime.{table} WHERE window_start < %s", (before,))
                 deleted[table] = cur.rowcount
-    finally:
-        conn.close()
     log.info("deleted realtime windows before %s: %s", before.isoformat(), deleted)
     return deleted
 

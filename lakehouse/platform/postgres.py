@@ -13,6 +13,7 @@ import os
 import pwd
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 
 import psycopg2
@@ -201,18 +202,16 @@ def apply_schema(settings: Settings) -> None:
     for field in ("pg_writer_password", "pg_reader_password", "airflow_db_password"):
         if getattr(settings, field) is None:
             raise PlatformError(f"{field.upper()} is not set; run `make up` once to generate .env")
-    conn = psycopg2.connect(settings.pg_dsn("superuser", "postgres"))
-    conn.autocommit = True  # CREATE DATABASE refuses a transaction block
-    with conn.cursor() as cur:
-        for role in ("writer", "reader", "airflow"):
-            user, password = settings._role(role)
-            _ensure_role(cur, user, password)
-        _ensure_database(cur, settings.pg_database, settings.pg_superuser)
-        _ensure_database(cur, settings.airflow_db_name, settings.airflow_db_user)
-    conn.close()
+    with closing(psycopg2.connect(settings.pg_dsn("superuser", "postgres"))) as conn:
+        conn.autocommit = True  # CREATE DATABASE refuses a transaction block
+        with conn.cursor() as cur:
+            for role in ("writer", "reader", "airflow"):
+                user, password = settings._role(role)
+                _ensure_role(cur, user, password)
+            _ensure_database(cur, settings.pg_database, settings.pg_superuser)
+            _ensure_database(cur, settings.airflow_db_name, settings.airflow_db_user)
 
-    conn = psycopg2.connect(settings.pg_dsn("superuser"))
-    try:
+    with closing(psycopg2.connect(settings.pg_dsn("superuser"))) as conn:
         with conn.cursor() as cur:
             # The sql/ files name the roles through psql-style variables so the
             # compose image's entrypoint can run the same files.
@@ -225,5 +224,3 @@ def apply_schema(settings: Settings) -> None:
                 )
                 cur.execute(text)
         conn.commit()
-    finally:
-        conn.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
 import psycopg2
@@ -171,10 +172,7 @@ def upsert_with_retry(dsn: str, rows: Mapping[str, list[tuple]], give_up_after_s
         reraise=True,
     )
     def attempt() -> None:
-        conn = psycopg2.connect(dsn, connect_timeout=5)
-        try:
+        with closing(psycopg2.connect(dsn, connect_timeout=5)) as conn:
             upsert(conn, rows)
-        finally:
-            conn.close()
 
     attempt()
