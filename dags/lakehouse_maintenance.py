@@ -18,7 +18,7 @@ Daily upkeep of what the streams and the batch DAG write:
 * **prune** Airflow's own log files (a file per task try, the DAG processor's
   parsing logs) older than `AIRFLOW_LOG_RETENTION_DAYS` (default 30), as
   Airflow's log groomer does. Its metadata database is Airflow's to clean
-  (`airflow db clean`, docs/batch.md): tasks may not reach it.
+  (`airflow db clean`, docs/operations.md): tasks may not reach it.
 
 Delta's own `OPTIMIZE ... WHERE` and `VACUUM` (the retention is the tables'
 `delta.deletedFileRetentionDuration`), through Spark SQL on the
