@@ -16,6 +16,7 @@ from pathlib import Path
 from bench import stack_ctl
 from bench.config import BenchConfig
 from bench.stats import Row, Target, ratio, summarize
+from lakehouse.platform import spark_connect
 
 GB = 1e9
 
@@ -375,7 +376,7 @@ class Bench:
             # Connect, streams idle: no producer). lakehouse_catch_up is paused
             # while the day is written straight into bronze (it would run the
             # new date by itself).
-            self._require_programs("spark-connect", "airflow-scheduler", "airflow-triggerer")
+            self._require_programs(spark_connect.program(self.settings), "airflow-scheduler", "airflow-triggerer")
             batch.set_paused(self.settings, "lakehouse_catch_up", True)
             batch.ensure_stream_progress(self.settings, log)
             runs = 1 if n > 5_000_000 else self.config.runs

@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     # --- Spark and Delta -----------------------------------------------------
     spark_master: str = "local[2]"
     spark_driver_memory: str = Field(
-        "512m", description="Heap of the streams application (its state is in RocksDB, off-heap)."
+        "512m", description="Heap of the streams application when it does not serve Spark Connect "
+        "(SPARK_CONNECT_IN_STREAMS=false; serving it, SPARK_CONNECT_MEMORY), and of local sessions; "
+        "the streams' state is in RocksDB, off-heap."
     )
     spark_java_options: str = Field(
         "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m -XX:TrimNativeHeapInterval=1000 "
@@ -102,7 +104,14 @@ class Settings(BaseSettings):
         15002, description="The Spark Connect server the DAG's Spark tasks use (spark_default), on 127.0.0.1."
     )
     spark_connect_memory: str = Field(
-        "2g", description="Heap of the Spark Connect server (driver = local executors of every DAG Spark task)."
+        "2g", description="Heap of the JVM that serves Spark Connect (driver = local executors of every DAG "
+        "Spark task): the streams application's under SPARK_CONNECT_IN_STREAMS, else the server's."
+    )
+    spark_connect_in_streams: bool = Field(
+        True,
+        description="The streams application also serves Spark Connect to the DAG (Spark's SparkConnectPlugin), "
+        "with SPARK_CONNECT_MEMORY as its heap: one Spark JVM for the stack instead of two (docs/decisions.md). "
+        "false, or STREAMS_ENABLED=false: a Spark Connect server of its own (program spark-connect).",
     )
     delta_snapshot_partitions: int = Field(
         2, ge=1, description="Partitions of the Spark job delta-spark runs to rebuild a table's snapshot before each "

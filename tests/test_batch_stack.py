@@ -1,5 +1,6 @@
 """The DAG as users run it, on a whole stack of its own (PostgreSQL, Kafka,
-raw landing and fast aggregation, Spark Connect, Airflow's four components):
+raw landing and fast aggregation, which serve Spark Connect to the DAG too,
+Airflow's four components):
 days of the producer's events go through Kafka and raw landing into bronze,
 and runs are triggered through the REST API, from the Airflow UI in headless
 Chromium, or by `lakehouse_catch_up`.
@@ -172,6 +173,8 @@ def supervisor(settings):
 
 def test_rest_triggered_run_equals_independent_gold_and_a_rerun_from_the_ui_is_identical(full, tmp_path):
     settings, api = full
+    # The DAG's Spark is the streams application's (SPARK_CONNECT_IN_STREAMS): no server of its own runs.
+    assert "spark-connect" not in stack.process_states(settings)
     expected = send_day(settings, D_REST, N, seed=21)
     run = wait_for_run(api, trigger(api, D_REST))
     assert run["state"] == "success", run

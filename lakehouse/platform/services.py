@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakehouse.platform import postgres
+from lakehouse.platform import postgres, spark_connect
 from lakehouse.settings import REPO_ROOT, Settings
 
 
@@ -76,12 +76,14 @@ def services(settings: Settings) -> list[Service]:
                     extra_ports=((settings.broker_controller_port, "BROKER_CONTROLLER_PORT"),),
                     stopsignal="TERM", stopwaitsecs=60, startsecs=5, priority=2, stop_wave=2)
         )
-    out += [
+    if not spark_connect.in_streams(settings):
         # The long-running Spark of the DAG's Spark tasks (`spark_default`): Spark
-        # Connect, part of Spark; no task starts a JVM of its own.
-        Service("spark-connect", "airflow", _launch("spark-connect", settings),
-                port=settings.spark_connect_port, port_setting="SPARK_CONNECT_PORT",
-                stopwaitsecs=60, startsecs=10, priority=9, stop_wave=2),
+        # Connect, part of Spark; no task starts a JVM of its own. By default the
+        # streams program serves it instead (SPARK_CONNECT_IN_STREAMS).
+        out.append(Service("spark-connect", "airflow", _launch("spark-connect", settings),
+                           port=settings.spark_connect_port, port_setting="SPARK_CONNECT_PORT",
+                           stopwaitsecs=60, startsecs=10, priority=9, stop_wave=2))
+    out += [
         # Airflow's other programs report to the API server while they stop.
         Service("airflow-api-server", "airflow", _launch("airflow-api-server", settings),
                 port=settings.airflow_port, port_setting="AIRFLOW_PORT", startsecs=5, priority=10, stop_wave=1),
@@ -97,8 +99,14 @@ def services(settings: Settings) -> list[Service]:
     if settings.streams_enabled:
         # Both queries in one Spark application (spark_jobs.streams). SIGINT to the
         # driver only: it stops between micro-batches (the JVM ignores SIGINT).
+        # Serving Spark Connect to the DAG too, it listens on SPARK_CONNECT_PORT
+        # and stops after Airflow's scheduler, whose tasks use it.
+        serves = spark_connect.in_streams(settings)
         out.append(Service("streams", "pipeline", _launch("streams", settings), stopsignal="INT",
-                           stopasgroup=False, stopwaitsecs=90, startsecs=10, priority=31))
+                           port=settings.spark_connect_port if serves else None,
+                           port_setting="SPARK_CONNECT_PORT" if serves else None,
+                           stopasgroup=False, stopwaitsecs=90, startsecs=10, priority=31,
+                           stop_wave=1 if serves else 0))
     if settings.dashboard_enabled:
         # The overview dashboard without Grafana (lakehouse.dashboard_app), as the reader role.
         out.append(Service("dashboard", "dashboard", _launch("dashboard", settings),

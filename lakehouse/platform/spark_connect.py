@@ -24,7 +24,40 @@ from pathlib import Path
 from lakehouse.settings import Settings
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+#: Spark Connect as a driver plugin of any Spark application (`spark.plugins`):
+#: the same gRPC service, in that application's JVM (the streams' under
+#: SPARK_CONNECT_IN_STREAMS).
+PLUGIN_CLASS = "org.apache.spark.sql.connect.SparkConnectPlugin"
 HOST = "127.0.0.1"
+
+
+def in_streams(settings: Settings) -> bool:
+    """True when the streams application serves Spark Connect (SPARK_CONNECT_IN_STREAMS,
+    and the stack runs the streams); False: the server of its own, program spark-connect."""
+    return settings.spark_connect_in_streams and settings.streams_enabled
+
+
+def program(settings: Settings) -> str:
+    """The stack's program that serves Spark Connect to the DAG."""
+    return "streams" if in_streams(settings) else "spark-connect"
+
+
+def binding_conf(settings: Settings) -> dict[str, str]:
+    """Where the gRPC service listens: 127.0.0.1, SPARK_CONNECT_PORT."""
+    return {
+        "spark.connect.grpc.binding.address": HOST,
+        "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
+    }
+
+
+def plugin_conf(settings: Settings) -> dict[str, str]:
+    """Spark settings that make a Spark application serve Spark Connect too,
+    with the server's heap (SPARK_CONNECT_MEMORY: the DAG's jobs run there)."""
+    return {
+        "spark.plugins": PLUGIN_CLASS,
+        "spark.driver.memory": settings.spark_connect_memory,
+        **binding_conf(settings),
+    }
 
 
 def spark_home() -> Path:
@@ -48,8 +81,7 @@ def server_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": settings.spark_connect_memory,
         "spark.driver.host": HOST,
         "spark.driver.bindAddress": HOST,
-        "spark.connect.grpc.binding.address": HOST,
-        "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
+        **binding_conf(settings),
         "spark.driver.extraJavaOptions": driver_java_options(settings),
         "spark.executor.extraJavaOptions": driver_java_options(settings),
         "spark.sql.session.timeZone": "UTC",

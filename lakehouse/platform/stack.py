@@ -26,7 +26,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 from supervisor.xmlrpc import SupervisorTransport
 
-from lakehouse.platform import airflow, broker, postgres
+from lakehouse.platform import airflow, broker, postgres, spark_connect
 from lakehouse.platform.errors import PlatformError
 from lakehouse.platform.services import (
     Service,
@@ -283,12 +283,13 @@ def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeli
             log(f"starting {s.name}")
             _start(settings, s)
         wait_http_ok(airflow.base_url(settings) + "/api/v2/monitor/health", 180, "Airflow API server")
-        if "spark-connect" in by_name:  # started first (the DAG's Spark); listening by now, or say so
-            wait_port_open("127.0.0.1", settings.spark_connect_port, 180, "the Spark Connect server")
     for s in todo:
         if s.group in ("pipeline", "dashboard", "grafana"):
             log(f"starting {s.name}")
             _start(settings, s)
+    if spark_connect.program(settings) in by_name:  # the DAG's Spark: listening by now, or say so
+        wait_port_open("127.0.0.1", settings.spark_connect_port, 180,
+                       f"Spark Connect (program {spark_connect.program(settings)})")
     if "dashboard" in by_name:
         from lakehouse.platform import dashboard
 

@@ -116,13 +116,18 @@ class GracefulStop:
                 raise exc
 
 
-def streams_session(settings, app_name: str):
+def streams_session(settings, app_name: str, *, serve_spark_connect: bool = False):
     """The streams application's Spark session: lakehouse.spark's session with
     STREAMING_SPARK_CONF and STREAMS_JAVA_OPTIONS. Tests that run the queries
-    in-process use it too."""
+    in-process use it too. `serve_spark_connect`: the application also serves
+    Spark Connect to the DAG (lakehouse.platform.spark_connect.plugin_conf),
+    whose sessions share this JVM, its heap and its task slots (the DAG's jobs
+    in FAIR's default pool, beside each query's own)."""
+    from lakehouse.platform import spark_connect
     from lakehouse.spark import spark_session
 
-    return spark_session(settings, app_name, java_options=settings.streams_java_options, **STREAMING_SPARK_CONF)
+    conf = {**STREAMING_SPARK_CONF, **(spark_connect.plugin_conf(settings) if serve_spark_connect else {})}
+    return spark_session(settings, app_name, java_options=settings.streams_java_options, **conf)
 
 
 def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
@@ -134,8 +139,10 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     from lakehouse.settings import get_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from lakehouse.platform import spark_connect
+
     settings = get_settings()
-    spark = streams_session(settings, app_name)
+    spark = streams_session(settings, app_name, serve_spark_connect=spark_connect.in_streams(settings))
     stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
     spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), list(starts)))
     queries = []

@@ -1,0 +1,48 @@
+"""Which program serves Spark Connect to the DAG (SPARK_CONNECT_IN_STREAMS):
+by default the streams application, through Spark's SparkConnectPlugin (one
+Spark JVM for the stack); otherwise, or without streams, the server of its
+own. Pure units on the settings and the program list; the streams serving a
+REST-triggered DAG run end to end is tests/test_batch_stack.py, the server of
+its own tests/test_platform_airflow.py."""
+
+from __future__ import annotations
+
+from lakehouse.platform import spark_connect
+from lakehouse.platform.isolated import isolated_settings
+from lakehouse.platform.services import services
+
+
+def by_name(settings):
+    return {s.name: s for s in services(settings)}
+
+
+def test_by_default_the_streams_serve_spark_connect_and_no_server_of_its_own_runs(tmp_path):
+    s = isolated_settings(tmp_path / "run", streams_enabled=True)
+    progs = by_name(s)
+    assert spark_connect.in_streams(s) and spark_connect.program(s) == "streams"
+    assert "spark-connect" not in progs
+    streams = progs["streams"]
+    assert (streams.port, streams.port_setting) == (s.spark_connect_port, "SPARK_CONNECT_PORT")
+    # stops after the scheduler whose tasks use it (wave 0), before the broker and PostgreSQL it uses (2)
+    assert progs["airflow-scheduler"].stop_wave < streams.stop_wave < progs["broker"].stop_wave
+
+
+def test_the_server_of_its_own_runs_when_asked_or_without_streams(tmp_path):
+    for overrides in ({"spark_connect_in_streams": False, "streams_enabled": True}, {"streams_enabled": False}):
+        s = isolated_settings(tmp_path / "run", **overrides)
+        progs = by_name(s)
+        assert spark_connect.program(s) == "spark-connect", overrides
+        assert progs["spark-connect"].port == s.spark_connect_port
+        if "streams" in progs:
+            assert progs["streams"].port is None and progs["streams"].stop_wave == 0
+
+
+def test_the_plugin_listens_where_the_server_would_with_the_servers_heap(tmp_path):
+    s = isolated_settings(tmp_path / "run", spark_connect_memory="1536m")
+    plugin = spark_connect.plugin_conf(s)
+    server = spark_connect.server_conf(s)
+    assert plugin["spark.plugins"] == "org.apache.spark.sql.connect.SparkConnectPlugin"
+    for key in ("spark.connect.grpc.binding.address", "spark.connect.grpc.binding.port", "spark.driver.memory"):
+        assert plugin[key] == server[key], key
+    assert plugin["spark.connect.grpc.binding.address"] == "127.0.0.1"
+    assert plugin["spark.driver.memory"] == "1536m"
