@@ -1,11 +1,14 @@
-"""The Spark Connect server: the long-running Spark of the batch DAG.
+"""Spark Connect: the long-running Spark of the batch DAG.
 
-Spark Connect is part of Spark (the server class ships in pyspark's
-`jars/spark-connect_2.13-<version>.jar`). One JVM runs `local[2]` with
+Spark Connect is part of Spark (the server class and the driver plugin ship in
+pyspark's `jars/spark-connect_2.13-<version>.jar`). By default the streams
+application serves it (`plugin_conf`, SPARK_CONNECT_IN_STREAMS: one Spark JVM
+for the stack); otherwise a server of its own (`server_command`, program
+spark-connect). Either JVM runs `local[2]` with
 delta-spark and the Kafka connector on its classpath (`lakehouse.spark.jvm_conf`);
 the DAG's Spark tasks get a thin gRPC client session from Airflow's
 `spark_default` connection (`sc://127.0.0.1:<SPARK_CONNECT_PORT>`), so no task
-starts a JVM and the JIT-warm server serves every task. Pointing
+starts a JVM and the JIT-warm JVM serves every task. Pointing
 `spark_default` at another Spark Connect endpoint (or a cluster) needs no code
 change. Listens on 127.0.0.1 only (gRPC and the driver's own ports).
 
