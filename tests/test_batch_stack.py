@@ -49,7 +49,7 @@ N = 3000
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     settings = make_settings(tmp_path_factory.mktemp("batch_stack") / "run", producer_enabled=False,
-                             batch_catch_up_minutes=1)
+                             batch_catch_up_minutes=1, spark_connect_in_streams=True)
     try:
         stack.up(settings, groups=("core", "airflow", "pipeline"))
         api = patient(lambda: Api(settings))
@@ -173,7 +173,7 @@ def supervisor(settings):
 
 def test_rest_triggered_run_equals_independent_gold_and_a_rerun_from_the_ui_is_identical(full, tmp_path):
     settings, api = full
-    # The DAG's Spark is the streams application's (SPARK_CONNECT_IN_STREAMS): no server of its own runs.
+    # This stack's DAG Spark is the streams application's (SPARK_CONNECT_IN_STREAMS=true): no server of its own.
     assert "spark-connect" not in stack.process_states(settings)
     expected = send_day(settings, D_REST, N, seed=21)
     run = wait_for_run(api, trigger(api, D_REST))

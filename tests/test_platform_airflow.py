@@ -32,9 +32,9 @@ def airflow_stack(tmp_path_factory):
     (its last test stops it): an idle Airflow stack is not idle (the
     scheduler's loop, the dag-processor's parsing, the completeness sensor of
     the scheduled run poking every 30 s take ~28% of a core). Without the
-    pipeline group no streams serve Spark Connect (SPARK_CONNECT_IN_STREAMS):
-    this stack runs the server of its own, program spark-connect
-    (test_batch_stack covers the streams serving it)."""
+    pipeline group no streams could serve Spark Connect (SPARK_CONNECT_IN_STREAMS):
+    this stack runs the server of its own, program spark-connect, as
+    by default (test_batch_stack covers the streams serving it)."""
     settings = make_settings(tmp_path_factory.mktemp("airflow_run") / "run", spark_connect_in_streams=False)
     try:
         stack.up(settings, groups=("core", "airflow"))

@@ -1,6 +1,6 @@
 """Which program serves Spark Connect to the DAG (SPARK_CONNECT_IN_STREAMS):
-by default the streams application, through Spark's SparkConnectPlugin (one
-Spark JVM for the stack); otherwise, or without streams, the server of its
+asked to, the streams application, through Spark's SparkConnectPlugin (one
+Spark JVM for the stack); by default, or without streams, the server of its
 own. Pure units on the settings and the program list; the streams serving a
 REST-triggered DAG run end to end is tests/test_batch_stack.py, the server of
 its own tests/test_platform_airflow.py."""
@@ -16,8 +16,14 @@ def by_name(settings):
     return {s.name: s for s in services(settings)}
 
 
-def test_by_default_the_streams_serve_spark_connect_and_no_server_of_its_own_runs(tmp_path):
-    s = isolated_settings(tmp_path / "run", streams_enabled=True)
+def test_by_default_a_server_of_its_own_serves_spark_connect(tmp_path):
+    from lakehouse.settings import Settings
+
+    assert Settings.model_fields["spark_connect_in_streams"].default is False
+
+
+def test_asked_to_the_streams_serve_spark_connect_and_no_server_of_its_own_runs(tmp_path):
+    s = isolated_settings(tmp_path / "run", streams_enabled=True, spark_connect_in_streams=True)
     progs = by_name(s)
     assert spark_connect.in_streams(s) and spark_connect.program(s) == "streams"
     assert "spark-connect" not in progs
