@@ -287,9 +287,9 @@ def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeli
         if s.group in ("pipeline", "dashboard", "grafana"):
             log(f"starting {s.name}")
             _start(settings, s)
-    if spark_connect.program(settings) in by_name:  # the DAG's Spark: listening by now, or say so
-        wait_port_open("127.0.0.1", settings.spark_connect_port, 180,
-                       f"Spark Connect (program {spark_connect.program(settings)})")
+    connect = spark_connect.program(settings)
+    if connect in by_name:  # the DAG's Spark: listening by now, or say so
+        wait_port_open("127.0.0.1", settings.spark_connect_port, 180, f"Spark Connect (program {connect})")
     if "dashboard" in by_name:
         from lakehouse.platform import dashboard
 

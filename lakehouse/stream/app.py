@@ -135,12 +135,11 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     graceful-stop handler, the progress listener, the queries, then block
     until stopped. `starts` maps each query name to its `start(spark,
     settings, stop)`; several queries share the application (one JVM)."""
+    from lakehouse.platform import spark_connect
     from lakehouse.stream.progress import ProgressRecorder
     from lakehouse.settings import get_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from lakehouse.platform import spark_connect
-
     settings = get_settings()
     spark = streams_session(settings, app_name, serve_spark_connect=spark_connect.in_streams(settings))
     stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
