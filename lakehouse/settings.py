@@ -101,8 +101,15 @@ class Settings(BaseSettings):
         "(SPARK_JAVA_OPTIONS): the heap a burst of work (a DAG run, a drain) grew is given back within about "
         "this time.",
     )
+    spark_connect_host: str = Field(
+        "127.0.0.1",
+        description="Where Spark Connect listens and where the DAG's Spark tasks reach it (spark_default): "
+        "127.0.0.1 under `make up` (loopback only). docker-compose.yml sets its service name, spark-connect, "
+        "which inside the compose network is that container's own address: the server binds it (reachable "
+        "from the other containers, published nowhere) and the clients connect to it.",
+    )
     spark_connect_port: int = Field(
-        15002, description="The Spark Connect server the DAG's Spark tasks use (spark_default), on 127.0.0.1."
+        15002, description="The Spark Connect server the DAG's Spark tasks use (spark_default), on SPARK_CONNECT_HOST."
     )
     spark_connect_memory: str = Field(
         "2g", description="Heap of the JVM that serves Spark Connect (driver = local executors of every DAG "
@@ -114,7 +121,8 @@ class Settings(BaseSettings):
         "SparkConnectPlugin), with SPARK_CONNECT_MEMORY as its heap: one Spark JVM for the stack instead of two, "
         "0.7-0.9 GB less during a DAG run, but realtime's freshness p95 ~11-14 s while a run works instead of "
         "~2-3 s (docs/decisions.md). false (default), or STREAMS_ENABLED=false: a Spark Connect server of its own "
-        "(program spark-connect).",
+        "(program spark-connect). `make up` only: docker-compose.yml sets it false and runs the server as its "
+        "service spark-connect.",
     )
     delta_snapshot_partitions: int = Field(
         2, ge=1, description="Partitions of the Spark job delta-spark runs to rebuild a table's snapshot before each "

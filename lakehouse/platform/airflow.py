@@ -57,11 +57,12 @@ def environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         # The DAG's Spark tasks (@task.pyspark) get a Spark Connect client
-        # session from this connection: the stack's long-running server. Any
-        # other Spark Connect endpoint (or a `spark` connection to a cluster
-        # master) works without a code change.
+        # session from this connection: the stack's long-running server, where
+        # it listens (SPARK_CONNECT_HOST: 127.0.0.1, or in compose the
+        # spark-connect service). Any other Spark Connect endpoint (or a
+        # `spark` connection to a cluster master) works without a code change.
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
-            {"conn_type": "spark_connect", "host": spark_connect.HOST, "port": settings.spark_connect_port}
+            {"conn_type": "spark_connect", "host": settings.spark_connect_host, "port": settings.spark_connect_port}
         ),
         "AIRFLOW_CONN_LAKEHOUSE_POSTGRES": json.dumps(
             {

@@ -7,10 +7,12 @@ for the stack); otherwise a server of its own (`server_command`, program
 spark-connect). Either JVM runs `local[2]` with
 delta-spark and the Kafka connector on its classpath (`lakehouse.spark.jvm_conf`);
 the DAG's Spark tasks get a thin gRPC client session from Airflow's
-`spark_default` connection (`sc://127.0.0.1:<SPARK_CONNECT_PORT>`), so no task
-starts a JVM and the JIT-warm JVM serves every task. Pointing
+`spark_default` connection (`url`: `sc://<SPARK_CONNECT_HOST>:<SPARK_CONNECT_PORT>`),
+so no task starts a JVM and the JIT-warm JVM serves every task. Pointing
 `spark_default` at another Spark Connect endpoint (or a cluster) needs no code
-change. Listens on 127.0.0.1 only (gRPC and the driver's own ports).
+change. gRPC listens on SPARK_CONNECT_HOST (127.0.0.1 under `make up`; in
+docker-compose.yml the service name, so the other containers reach it); the
+driver's own ports stay on 127.0.0.1 (HOST) everywhere.
 
     spark-submit --class org.apache.spark.sql.connect.service.SparkConnectServer spark-internal
 
@@ -31,6 +33,8 @@ SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 #: the same gRPC service, in that application's JVM (the streams' under
 #: SPARK_CONNECT_IN_STREAMS).
 PLUGIN_CLASS = "org.apache.spark.sql.connect.SparkConnectPlugin"
+#: The driver's own ports (RPC, block manager) and SPARK_CONNECT_HOST's default:
+#: loopback. The gRPC service listens on SPARK_CONNECT_HOST.
 HOST = "127.0.0.1"
 
 
@@ -46,9 +50,10 @@ def program(settings: Settings) -> str:
 
 
 def binding_conf(settings: Settings) -> dict[str, str]:
-    """Where the gRPC service listens: 127.0.0.1, SPARK_CONNECT_PORT."""
+    """Where the gRPC service listens: SPARK_CONNECT_HOST (127.0.0.1 by
+    default; a host name binds the address it resolves to), SPARK_CONNECT_PORT."""
     return {
-        "spark.connect.grpc.binding.address": HOST,
+        "spark.connect.grpc.binding.address": settings.spark_connect_host,
         "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
     }
 
@@ -70,12 +75,14 @@ def spark_home() -> Path:
 
 
 def url(settings: Settings) -> str:
-    """The Spark Connect URL of the embedded server."""
-    return f"sc://{HOST}:{settings.spark_connect_port}"
+    """The Spark Connect URL the DAG's tasks use (spark_default): SPARK_CONNECT_HOST,
+    SPARK_CONNECT_PORT."""
+    return f"sc://{settings.spark_connect_host}:{settings.spark_connect_port}"
 
 
 def server_conf(settings: Settings) -> dict[str, str]:
-    """The server's Spark settings: loopback only, UTC, delta-spark, quiet logs."""
+    """The server's Spark settings: gRPC on SPARK_CONNECT_HOST, the driver's
+    own ports on loopback, UTC, delta-spark, quiet logs."""
     from lakehouse.spark import driver_java_options, jvm_conf
 
     return {
