@@ -17,6 +17,8 @@ from lakehouse.settings import REPO_ROOT, Settings
 
 DAGS_DIR = REPO_ROOT / "dags"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: Where the scheduler's /health server listens (compose.health asks it there).
+SCHEDULER_HEALTH_HOST = "127.0.0.1"
 
 
 def base_url(settings: Settings) -> str:
@@ -50,7 +52,11 @@ def environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": settings.airflow_secret_key.get_secret_value(),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": settings.airflow_host,
+        # Loopback, not AIRFLOW_HOST: only the scheduler's own machine (or
+        # container: compose's health check) asks it, and in compose
+        # AIRFLOW_HOST is the api-server's name, an address the scheduler's
+        # container does not have.
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": SCHEDULER_HEALTH_HOST,
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(settings.airflow_scheduler_health_port),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_worker_log_port),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_trigger_log_port),

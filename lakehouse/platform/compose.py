@@ -4,12 +4,15 @@ service addresses), through the same functions `lakehouse up` uses:
 
     python -m lakehouse.platform.compose init            # one-shot, before the app services
     python -m lakehouse.platform.compose health NAME     # a container's health check
+    python -m lakehouse.platform.compose health stream --query raw-landing --query fast-aggregation
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 import urllib.request
 
 import psycopg2
@@ -59,11 +62,47 @@ def stream_is_fresh(dsn: str, query_name: str, max_age_s: float) -> bool:
         return bool(cur.fetchone()[0])
 
 
+def topic_is_fresh(bootstrap_servers: list[str], topic: str, max_age_s: float) -> bool:
+    """True when a partition of the topic holds a record timestamped within
+    max_age_s (the producer's send time): the producer is producing."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+                                 request_timeout_ms=10_000, bootstrap_timeout_ms=10_000)
+    except KafkaError:
+        return False
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        since_ms = int((time.time() - max_age_s) * 1000)
+        found = consumer.offsets_for_times({TopicPartition(topic, p): since_ms for p in partitions})
+        return any(v is not None for v in found.values())
+    except KafkaError:
+        return False
+    finally:
+        consumer.close()
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+#: What `health` checks.
+SERVICES = ("airflow-api-server", "airflow-scheduler", *JOB_TYPES, "dashboard", "spark-connect", "producer", "stream")
+
+
 @app.command()
 def health(
-    service: str = typer.Argument(..., help="airflow-api-server, airflow-scheduler, airflow-dag-processor, airflow-triggerer, dashboard, or stream"),
-    query: str = typer.Option("", help="stream: the streaming query's name in ops.stream_progress"),
-    max_age: float = typer.Option(300.0, help="stream: seconds since its last micro-batch"),
+    service: str = typer.Argument(..., help=", ".join(SERVICES)),
+    query: list[str] = typer.Option([], help="stream: a streaming query's name in ops.stream_progress; "
+                                    "repeat it for an application that runs several (all must be fresh)"),
+    max_age: float = typer.Option(300.0, help="stream: seconds since each query's last micro-batch; "
+                                  "producer: since the topic's newest record"),
 ) -> None:
     """Exit 0 when the service is healthy, 1 otherwise (docker's healthcheck)."""
     settings = get_settings()
@@ -71,7 +110,7 @@ def health(
         ok = _http_ok(airflow.base_url(settings) + "/api/v2/monitor/health")
     elif service == "airflow-scheduler":
         # the scheduler's own /health server (AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK)
-        ok = _http_ok(f"http://127.0.0.1:{settings.airflow_scheduler_health_port}/health")
+        ok = _http_ok(f"http://{airflow.SCHEDULER_HEALTH_HOST}:{settings.airflow_scheduler_health_port}/health")
     elif service == "dashboard":
         ok = _http_ok(f"http://127.0.0.1:{settings.dashboard_port}/login")
     elif service in JOB_TYPES:
@@ -81,8 +120,13 @@ def health(
             env=env, capture_output=True, text=True,
         )
         ok = res.returncode == 0
+    elif service == "spark-connect":
+        # where spark_default points the DAG's tasks (what `lakehouse up` waits for)
+        ok = port_open(settings.spark_connect_host, settings.spark_connect_port)
+    elif service == "producer":
+        ok = topic_is_fresh(settings.kafka_bootstrap_list, settings.kafka_topic, max_age)
     elif service == "stream":
-        ok = bool(query) and stream_is_fresh(settings.pg_dsn("reader"), query, max_age)
+        ok = bool(query) and all(stream_is_fresh(settings.pg_dsn("reader"), q, max_age) for q in query)
     else:
         raise typer.BadParameter(f"no health check for {service!r}")
     raise typer.Exit(0 if ok else 1)
