@@ -64,12 +64,12 @@ chaos: ## Faults at load on an isolated stack, then checks nothing was lost or d
 lock: ## Re-resolve requirements.in into requirements.lock
 	@$(VENV)/bin/uv pip compile --python-version 3.11 requirements.in -o requirements.lock
 
-compose-up: ## Full stack in Docker (Kafka, PostgreSQL, Airflow, Grafana); needs Docker Compose v2
+compose-up: ## Full stack in Docker (Kafka, PostgreSQL, streams, Spark Connect, Airflow, dashboard, Grafana); needs Docker Compose v2
 	@docker compose version >/dev/null 2>&1 || { echo "make compose-up needs Docker with the Compose v2 plugin (docker compose); without Docker use make up"; exit 1; }
 	@scripts/bootstrap.sh
 	@$(PY) -c 'from lakehouse.platform.secrets import ensure_env_file as e; added = e(); added and print("[compose] generated", len(added), "secrets into .env (mode 600)")'
 	@docker compose up -d --build --wait --wait-timeout 600
-	@$(PY) -c 'from lakehouse.settings import get_settings as g; s = g(); print(f"  Airflow UI  http://127.0.0.1:{s.airflow_port}  login {s.airflow_admin_user} / AIRFLOW_ADMIN_PASSWORD in .env\n  Grafana     http://127.0.0.1:{s.grafana_port}  login {s.grafana_admin_user} / GRAFANA_ADMIN_PASSWORD in .env\n  stop        make compose-down   (data kept in Docker volumes; docker compose down -v deletes it)")'
+	@$(PY) -c 'from lakehouse.settings import get_settings as g; s = g(); print(f"  Airflow UI  http://127.0.0.1:{s.airflow_port}  login {s.airflow_admin_user} / AIRFLOW_ADMIN_PASSWORD in .env\n  dashboard   http://127.0.0.1:{s.dashboard_port}  login {s.dashboard_admin_user} / DASHBOARD_ADMIN_PASSWORD in .env\n  Grafana     http://127.0.0.1:{s.grafana_port}  login {s.grafana_admin_user} / GRAFANA_ADMIN_PASSWORD in .env\n  stop        make compose-down   (data kept in Docker volumes; docker compose down -v deletes it)")'
 
 compose-down: ## Stop the Docker stack (its volumes keep the data)
 	@docker compose down

@@ -6,7 +6,9 @@ a real server. (No Docker engine here: nothing is started in containers.)"""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import socket
 import re
 import shutil
 import subprocess
@@ -18,8 +20,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lakehouse.platform import compose, launch, postgres
+from lakehouse.platform import airflow, compose, launch, postgres, spark_connect
 from lakehouse.platform.secrets import generate_secrets
+from lakehouse.platform.services import services
 from lakehouse.settings import REPO_ROOT, SECRET_FIELDS, Settings
 from tests.conftest import make_settings, settings_as_environment
 
@@ -28,6 +31,9 @@ TEXT = COMPOSE_FILE.read_text()
 SPEC = yaml.safe_load(TEXT)  # PyYAML resolves the x-app anchors and merge keys
 SERVICES = SPEC["services"]
 APP_SERVICES = {n for n, s in SERVICES.items() if s.get("image") == "lakehouse-app:latest"}
+#: The embedded stack's servers that compose runs from their own images instead.
+SERVER_IMAGES = {"postgres": "postgres:", "broker": "apache/kafka:", "grafana": "grafana/grafana:"}
+LAUNCH = ["python", "-m", "lakehouse.platform.launch"]
 
 
 def documented() -> set[str]:
@@ -75,8 +81,125 @@ def test_app_containers_set_only_real_settings():
         assert env["PG_HOST"] == "postgres" and env["KAFKA_BOOTSTRAP_SERVERS"].startswith("kafka:")
         assert env["BROKER_EMBEDDED"] == "false"
         assert "lakehouse-run:/var/lib/lakehouse" in SERVICES[name]["volumes"]
-    assert {"producer", "raw-landing", "fast-aggregation", "init", "airflow-api-server", "airflow-scheduler",
-            "airflow-dag-processor", "airflow-triggerer"} <= APP_SERVICES
+    assert {"producer", "streams", "spark-connect", "init", "airflow-api-server", "airflow-scheduler",
+            "airflow-dag-processor", "airflow-triggerer", "dashboard"} <= APP_SERVICES
+
+
+def _resolve(value, secrets: dict[str, str]):
+    """A compose value as the container gets it with an .env of only secrets:
+    ${X:-default} -> default, ${X:?...} -> the secret."""
+    if not isinstance(value, str):
+        return str(value)
+    value = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: m.group(2), value)
+    return re.sub(r"\$\{(\w+):\?[^}]*\}", lambda m: secrets[m.group(1)], value)
+
+
+SECRETS = generate_secrets()
+
+
+def container_settings(name: str) -> Settings:
+    """The settings an application container of compose runs with (defaults + its environment)."""
+    env = {k: _resolve(v, SECRETS) for k, v in SERVICES[name]["environment"].items()}
+    return Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})
+
+
+def _launched(argv: list[str]) -> str | None:
+    """The program a command starts through lakehouse.platform.launch, if it does."""
+    if "lakehouse.platform.launch" in argv:
+        return argv[argv.index("lakehouse.platform.launch") + 1]
+    return None
+
+
+def embedded_programs(tmp_path) -> list:
+    """The embedded stack's programs with every optional one on, serving Spark
+    Connect the way compose does (SPARK_CONNECT_IN_STREAMS as compose sets it)."""
+    s = make_settings(tmp_path / "run", producer_enabled=True, streams_enabled=True, dashboard_enabled=True,
+                      spark_connect_in_streams=container_settings("streams").spark_connect_in_streams)
+    return services(s)
+
+
+def test_every_application_program_of_the_embedded_stack_runs_in_compose_with_the_same_command(tmp_path):
+    """`make up` and compose run the same programs: each program of
+    services() that starts through launch (the application image's) is a
+    compose service running `python -m lakehouse.platform.launch <program>`;
+    the servers are their images."""
+    commands = {name: svc.get("command") for name, svc in SERVICES.items()}
+    images = {svc.get("image", "") for svc in SERVICES.values()}
+    programs = embedded_programs(tmp_path)
+    assert {"streams", "spark-connect", "producer"} <= {p.name for p in programs}
+    for program in programs:
+        name = _launched(program.command) or program.name
+        if name in SERVER_IMAGES:
+            assert any(i.startswith(SERVER_IMAGES[name]) for i in images), f"{name}: no {SERVER_IMAGES[name]} service"
+            continue
+        running = [n for n, c in commands.items() if c == [*LAUNCH, name]]
+        assert running, f"the embedded program {name} runs in no compose service ({LAUNCH + [name]})"
+        assert running == [name], f"{name} runs as compose service(s) {running}, not one of its name"
+
+
+def test_compose_runs_no_application_program_the_embedded_stack_does_not(tmp_path):
+    """No container runs a program of its own (e.g. one query per container
+    where `make up` runs both in one streams application)."""
+    programs = {_launched(p.command) for p in embedded_programs(tmp_path)}
+    for name in APP_SERVICES:
+        svc = SERVICES[name]
+        if svc.get("restart") == "no":  # the one-shot init: `lakehouse up`'s steps, no program
+            continue
+        program = _launched(svc["command"])
+        assert svc["command"] == [*LAUNCH, program], f"{name} runs {svc['command']}, not an embedded program"
+        assert program in programs, f"{name} runs {program}, which the embedded stack does not"
+
+
+def test_spark_default_points_at_the_compose_service_that_serves_spark_connect():
+    """The DAG's Spark tasks (scheduler's container) reach Spark Connect by
+    spark_default: its host is a compose service that runs the program serving
+    Spark Connect, listening where spark_default says, inside the network only."""
+    conns = {name: json.loads(airflow.environment(container_settings(name))["AIRFLOW_CONN_SPARK_DEFAULT"])
+             for name in APP_SERVICES if name.startswith("airflow-")}
+    conn = conns["airflow-scheduler"]
+    assert all(c == conn for c in conns.values()), conns
+    host, port = conn["host"], conn["port"]
+    assert host in SERVICES, f"spark_default points at {host}:{port}, which is no compose service"
+    server = SERVICES[host]
+    settings = container_settings(host)
+    assert server["command"] == [*LAUNCH, spark_connect.program(settings)]
+    binding = spark_connect.server_conf(settings)
+    assert binding["spark.connect.grpc.binding.port"] == str(port)
+    # binds the address its own name has (hostname: resolvable inside the container too)
+    assert binding["spark.connect.grpc.binding.address"] == host == server.get("hostname")
+    assert not server.get("ports"), "Spark Connect is published beyond the compose network"
+    assert "lakehouse-run:/var/lib/lakehouse" in server["volumes"]  # the same Delta tables as the streams
+    assert server["healthcheck"]["test"][1:] == ["python", "-m", "lakehouse.platform.compose", "health", "spark-connect"]
+    # no other container serves it on the same port (the streams application would, asked to)
+    assert not spark_connect.in_streams(container_settings("streams"))
+
+
+def _bytes(size: str) -> int:
+    m = re.fullmatch(r"(\d+)([kmg]?)b?", str(size).strip().lower())
+    return int(m.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[m.group(2)]
+
+
+def test_spark_containers_have_room_for_their_heap_and_the_jvm_around_it():
+    """A JVM needs ~0.5 GB beside its heap (metaspace, threads, code cache,
+    the C heap) and its Python workers: the limit is at least heap + 0.5 GB."""
+    heaps = {"spark-connect": container_settings("spark-connect").spark_connect_memory,
+             "streams": container_settings("streams").spark_driver_memory}
+    for name, heap in heaps.items():
+        assert _bytes(SERVICES[name]["mem_limit"]) >= _bytes(heap) + 512 * 2**20, (name, heap)
+
+
+def test_every_server_a_container_starts_binds_an_address_the_container_has():
+    """A bind address is loopback, any, or the container's own service name:
+    not another container's (AIRFLOW_HOST is the api-server's name everywhere)."""
+    own = {"127.0.0.1", "0.0.0.0", "localhost"}
+    scheduler = airflow.environment(container_settings("airflow-scheduler"))
+    assert scheduler["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] in own
+    api = airflow.environment(container_settings("airflow-api-server"))
+    assert api["AIRFLOW__API__HOST"] in own | {"airflow-api-server"}
+    assert container_settings("dashboard").dashboard_host in own
+    server = spark_connect.server_conf(container_settings("spark-connect"))
+    assert server["spark.connect.grpc.binding.address"] in own | {"spark-connect"}
+    assert server["spark.driver.bindAddress"] in own
 
 
 def _module_file(module: str):
@@ -114,9 +237,11 @@ def test_every_command_points_at_code_that_exists(name, kind, argv, tmp_path):
     if module == "lakehouse.platform.compose":
         assert args[0] in ("init", "health")
         if args[0] == "health":
-            assert args[1] in ("airflow-api-server", "airflow-scheduler", "dashboard", "stream", *compose.JOB_TYPES)
+            assert args[1] in compose.SERVICES
             if args[1] == "stream":
                 assert args[2] == "--query" and args[3]
+            res = CliRunner().invoke(compose.app, ["health", *args[1:], "--help"])
+            assert res.exit_code == 0, res.output  # the options parse
 
 
 def test_services_have_health_checks_memory_limits_and_named_volumes():
@@ -124,7 +249,7 @@ def test_services_have_health_checks_memory_limits_and_named_volumes():
     for name, svc in SERVICES.items():
         assert svc.get("mem_limit"), f"{name} has no memory limit"
         long_running = svc.get("restart") == "unless-stopped"
-        if long_running and name != "producer":  # the producer's health is the streams' input rate
+        if long_running:
             assert svc.get("healthcheck"), f"{name} has no health check"
         for dep in svc.get("depends_on", {}):
             assert dep in SERVICES, f"{name} depends on unknown {dep}"
@@ -150,13 +275,15 @@ def test_compose_kafka_is_the_embedded_brokers_version_and_settings():
     pom = (REPO_ROOT / "jvm" / "pom.xml").read_text()
     version = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
     assert SERVICES["kafka"]["image"] == f"apache/kafka:{version}"
-    env = SERVICES["kafka"]["environment"]
+    env = {k: _resolve(v, SECRETS) for k, v in SERVICES["kafka"]["environment"].items()}
     props = broker.server_properties(make_settings(REPO_ROOT / ".run-compose-test-unused"))
-    for key in ("process.roles", "min.insync.replicas", "default.replication.factor", "offsets.topic.replication.factor",
-                "transaction.state.log.replication.factor", "transaction.state.log.min.isr", "message.max.bytes",
-                "log.segment.bytes", "auto.create.topics.enable", "group.initial.rebalance.delay.ms"):
+    # addresses and paths are the container's own; every other setting is the embedded broker's
+    addresses = {"node.id", "controller.quorum.voters", "listeners", "advertised.listeners", "log.dirs"}
+    assert len(set(props) - addresses) >= 20
+    for key in set(props) - addresses:
         name = "KAFKA_" + key.upper().replace(".", "_")
-        assert str(env[name]) == props[key], name
+        assert name in env, f"compose's broker does not set {key} ({name})"
+        assert env[name] == props[key], name
 
 
 def test_one_shot_services_are_awaited_by_long_running_ones():
@@ -184,22 +311,53 @@ def test_dockerfile_builds_from_the_lock_with_java_17():
     assert re.search(r"^FROM python:3\.11", text, flags=re.M)
     assert "openjdk-17-jre-headless" in text
     assert "requirements.lock" in text and (REPO_ROOT / "requirements.lock").is_file()
+    # the spark profile of jvm/pom.xml where the streams and the Spark Connect server
+    # look for it (LAKEHOUSE_JVM_DIR's default, <repository>/.jvm, the repository at /app)
+    assert re.search(r"^WORKDIR /app$", text, flags=re.M) and "pip install --no-deps -e ." in text
+    assert Settings.model_fields["lakehouse_jvm_dir"].default == REPO_ROOT / ".jvm"
+    mvn = re.search(r"^RUN mvn .*?(?<!\\)$", text, flags=re.M | re.S).group(0)
+    assert "-f jvm/pom.xml -P spark" in mvn and "-DoutputDirectory=/app/.jvm/spark" in mvn and " -C " in mvn
     ignore = (REPO_ROOT / ".dockerignore").read_text().split()
     assert {".env", ".venv", ".run", ".git"} <= set(ignore)
 
 
-def test_stream_health_checks_name_the_streams_query():
-    """The health check looks up the stream's Spark query name in ops.stream_progress."""
-    for name in ("raw-landing", "fast-aggregation"):
-        svc = SERVICES[name]
-        module = _python_module(svc["command"])[0]
-        origin = _module_file(module)
-        assert origin, f"{module} does not exist"
-        source = Path(origin).read_text()
-        declared = re.search(r'^QUERY_NAME\s*=\s*"([^"]+)"', source, flags=re.M)
-        assert declared, f"{module} declares no QUERY_NAME"
+def test_stream_health_checks_name_every_query_the_streams_application_runs(monkeypatch, tmp_path):
+    """The health check asks ops.stream_progress for each query of the
+    application its container runs (both: raw-landing, fast-aggregation)."""
+    checked = {n: s for n, s in SERVICES.items() if s.get("healthcheck", {}).get("test", [])[4:6] == ["health", "stream"]}
+    assert "streams" in checked
+    for name, svc in checked.items():
+        argv, _ = launch.command_for(_launched(svc["command"]), make_settings(tmp_path / "run"))
+        module = importlib.import_module(_python_module(["python", *argv[1:]])[0])
+        started = {}
+        monkeypatch.setattr(module, "run_streaming_job", lambda app_name, starts, target: started.update(starts))
+        module.main()  # records the queries it would start
         test = svc["healthcheck"]["test"]
-        assert test[test.index("--query") + 1] == declared.group(1)
+        queries = [test[i + 1] for i, arg in enumerate(test) if arg == "--query"]
+        assert sorted(queries) == sorted(started) and len(started) == 2, (name, queries, list(started))
+
+
+def test_stream_health_needs_every_query_fresh(monkeypatch):
+    fresh = {"a": True, "b": False}
+    asked = []
+    monkeypatch.setattr(compose, "stream_is_fresh", lambda dsn, q, age: asked.append(q) or fresh[q])
+    monkeypatch.setattr(compose, "get_settings", lambda: make_settings(REPO_ROOT / ".run-compose-test-unused"))
+    runner = CliRunner()
+    assert runner.invoke(compose.app, ["health", "stream", "--query", "a"]).exit_code == 0
+    assert runner.invoke(compose.app, ["health", "stream", "--query", "a", "--query", "b"]).exit_code == 1
+    assert runner.invoke(compose.app, ["health", "stream"]).exit_code == 1  # no query: not healthy
+    assert "b" in asked
+
+
+def test_spark_connect_health_asks_where_spark_default_points(monkeypatch):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        s = make_settings(REPO_ROOT / ".run-compose-test-unused", spark_connect_host="localhost", spark_connect_port=port)
+        monkeypatch.setattr(compose, "get_settings", lambda: s)
+        assert CliRunner().invoke(compose.app, ["health", "spark-connect"]).exit_code == 0
+    assert CliRunner().invoke(compose.app, ["health", "spark-connect"]).exit_code == 1  # closed
 
 
 def test_compose_cli_rejects_unknown_services():
@@ -275,3 +433,32 @@ def test_compose_init_against_real_services(core_stack, monkeypatch):
     with psycopg2.connect(core_stack.pg_dsn("airflow")) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name IN ('dag', 'dag_run', 'alembic_version')")
         assert cur.fetchone()[0] == 3
+
+
+@pytest.mark.integration
+def test_producer_health_reads_the_topics_newest_record(core_stack):
+    """The producer's container is healthy while the topic gets records: one
+    timestamped within --max-age in any partition (on the real broker)."""
+    import time
+
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    servers, topic = core_stack.kafka_bootstrap_list, f"health-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    try:
+        admin.create_topics([NewTopic(topic, 2, 1)])
+    finally:
+        admin.close()
+    assert not compose.topic_is_fresh(servers, topic, 60)  # empty
+    producer = KafkaProducer(bootstrap_servers=servers)
+    try:
+        producer.send(topic, b"old", partition=0, timestamp_ms=int((time.time() - 3600) * 1000)).get(timeout=30)
+        assert not compose.topic_is_fresh(servers, topic, 60)  # newest record an hour old
+        assert compose.topic_is_fresh(servers, topic, 7200)
+        producer.send(topic, b"new", partition=1).get(timeout=30)
+        assert compose.topic_is_fresh(servers, topic, 60)
+    finally:
+        producer.close()
+    assert not compose.topic_is_fresh(servers, f"{topic}-missing", 60)
+    assert not compose.topic_is_fresh(["127.0.0.1:1"], topic, 60)  # no broker: unhealthy, no hang
