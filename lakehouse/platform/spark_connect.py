@@ -1,10 +1,10 @@
 """Spark Connect: the long-running Spark of the batch DAG.
 
 Spark Connect is part of Spark (the server class and the driver plugin ship in
-pyspark's `jars/spark-connect_2.13-<version>.jar`). By default the streams
-application serves it (`plugin_conf`, SPARK_CONNECT_IN_STREAMS: one Spark JVM
-for the stack); otherwise a server of its own (`server_command`, program
-spark-connect). Either JVM runs `local[2]` with
+pyspark's `jars/spark-connect_2.13-<version>.jar`). By default a server of
+its own serves it (`server_command`, program spark-connect; in compose the
+service spark-connect); with SPARK_CONNECT_IN_STREAMS the streams application
+(`plugin_conf`: one Spark JVM for the stack). Either JVM runs `local[2]` with
 delta-spark and the Kafka connector on its classpath (`lakehouse.spark.jvm_conf`);
 the DAG's Spark tasks get a thin gRPC client session from Airflow's
 `spark_default` connection (`url`: `sc://<SPARK_CONNECT_HOST>:<SPARK_CONNECT_PORT>`),
