@@ -24,17 +24,23 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 
+#: The first columns of bronze's and silver's events: the message's EVENT_FIELDS, typed
+#: (`timestamp` as event_ts), and the event_date it falls on (UTC).
+TYPED_EVENT_FIELDS = (
+    pa.field("event_id", pa.string(), nullable=False),
+    pa.field("user_id", pa.int64(), nullable=False),
+    pa.field("event_type", pa.string(), nullable=False),
+    pa.field("page", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("event_ts", UTC_TS, nullable=False),
+    pa.field("event_date", pa.date32(), nullable=False),
+)
+
 #: Delta `bronze/events`: every well-formed Kafka record exactly once (resent
 #: duplicates kept as they arrived), partitioned by event_date.
 BRONZE_EVENTS_SCHEMA = pa.schema(
     [
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("page", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("event_ts", UTC_TS, nullable=False),
-        pa.field("event_date", pa.date32(), nullable=False),
+        *TYPED_EVENT_FIELDS,
         pa.field("raw_payload", pa.string(), nullable=False),
         pa.field("kafka_topic", pa.string(), nullable=False),
         pa.field("kafka_partition", pa.int32(), nullable=False),

@@ -19,18 +19,12 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import pyarrow as pa
 
-from lakehouse.contract import BRONZE_EVENTS_SCHEMA, EVENT_TYPES, SOURCES, UTC_TS
+from lakehouse.contract import BRONZE_EVENTS_SCHEMA, EVENT_TYPES, SOURCES, TYPED_EVENT_FIELDS, UTC_TS
 
 #: Delta `silver/events`: one typed row per event_id, partitioned by event_date.
 SILVER_EVENTS_SCHEMA = pa.schema(
     [
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("page", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("event_ts", UTC_TS, nullable=False),
-        pa.field("event_date", pa.date32(), nullable=False),
+        *TYPED_EVENT_FIELDS,
         pa.field("kafka_topic", pa.string()),
         pa.field("kafka_partition", pa.int32()),
         pa.field("kafka_offset", pa.int64()),
