@@ -36,17 +36,23 @@ TYPED_EVENT_FIELDS = (
     pa.field("event_date", pa.date32(), nullable=False),
 )
 
+#: Where a bronze row's Kafka record is (its topic, partition and offset:
+#: the record's identity, exactly once) and when it was produced and landed.
+RECORD_FIELDS = (
+    pa.field("kafka_topic", pa.string(), nullable=False),
+    pa.field("kafka_partition", pa.int32(), nullable=False),
+    pa.field("kafka_offset", pa.int64(), nullable=False),
+    pa.field("kafka_timestamp", UTC_TS),
+    pa.field("ingest_ts", UTC_TS, nullable=False),
+)
+
 #: Delta `bronze/events`: every well-formed Kafka record exactly once (resent
 #: duplicates kept as they arrived), partitioned by event_date.
 BRONZE_EVENTS_SCHEMA = pa.schema(
     [
         *TYPED_EVENT_FIELDS,
         pa.field("raw_payload", pa.string(), nullable=False),
-        pa.field("kafka_topic", pa.string(), nullable=False),
-        pa.field("kafka_partition", pa.int32(), nullable=False),
-        pa.field("kafka_offset", pa.int64(), nullable=False),
-        pa.field("kafka_timestamp", UTC_TS),
-        pa.field("ingest_ts", UTC_TS, nullable=False),
+        *RECORD_FIELDS,
     ]
 )
 BRONZE_EVENTS_PARTITION = ["event_date"]
@@ -58,11 +64,7 @@ BRONZE_QUARANTINE_SCHEMA = pa.schema(
         pa.field("raw_value", pa.binary()),
         pa.field("raw_key", pa.binary()),
         pa.field("reason", pa.string(), nullable=False),
-        pa.field("kafka_topic", pa.string(), nullable=False),
-        pa.field("kafka_partition", pa.int32(), nullable=False),
-        pa.field("kafka_offset", pa.int64(), nullable=False),
-        pa.field("kafka_timestamp", UTC_TS),
-        pa.field("ingest_ts", UTC_TS, nullable=False),
+        *RECORD_FIELDS,
         pa.field("ingest_date", pa.date32(), nullable=False),
     ]
 )

@@ -19,17 +19,13 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import pyarrow as pa
 
-from lakehouse.contract import BRONZE_EVENTS_SCHEMA, EVENT_TYPES, SOURCES, TYPED_EVENT_FIELDS, UTC_TS
+from lakehouse.contract import BRONZE_EVENTS_SCHEMA, EVENT_TYPES, RECORD_FIELDS, SOURCES, TYPED_EVENT_FIELDS
 
 #: Delta `silver/events`: one typed row per event_id, partitioned by event_date.
 SILVER_EVENTS_SCHEMA = pa.schema(
     [
         *TYPED_EVENT_FIELDS,
-        pa.field("kafka_topic", pa.string()),
-        pa.field("kafka_partition", pa.int32()),
-        pa.field("kafka_offset", pa.int64()),
-        pa.field("kafka_timestamp", UTC_TS),
-        pa.field("ingest_ts", UTC_TS),
+        *(f.with_nullable(True) for f in RECORD_FIELDS),
     ]
 )
 
