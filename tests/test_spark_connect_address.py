@@ -49,6 +49,17 @@ def test_spark_connect_host_comes_from_the_environment(tmp_path, monkeypatch):
     assert Settings(_env_file=None).spark_connect_host == "spark-connect"
 
 
+def test_spark_default_can_name_another_spark_without_a_code_change(tmp_path, monkeypatch):
+    """AIRFLOW_CONN_SPARK_DEFAULT (Airflow's own variable, from .env or the
+    environment) replaces the stack's Spark Connect for the DAG's tasks; the
+    Airflow processes get it as given."""
+    other = '{"conn_type": "spark_connect", "host": "spark.example", "port": 15002}'
+    assert spark_default(isolated_settings(tmp_path / "a", airflow_conn_spark_default=other)) == json.loads(other)
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", "sc://spark.example:15002")
+    s = isolated_settings(tmp_path / "b")
+    assert airflow.environment(s)["AIRFLOW_CONN_SPARK_DEFAULT"] == "sc://spark.example:15002"
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_server_binds_the_address_a_host_name_resolves_to(tmp_path):

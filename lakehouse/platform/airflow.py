@@ -66,8 +66,9 @@ def environment(settings: Settings) -> dict[str, str]:
         # session from this connection: the stack's long-running server, where
         # it listens (SPARK_CONNECT_HOST: 127.0.0.1, or in compose the
         # spark-connect service). Any other Spark Connect endpoint (or a
-        # `spark` connection to a cluster master) works without a code change.
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+        # `spark` connection to a cluster master) works without a code change:
+        # AIRFLOW_CONN_SPARK_DEFAULT in .env or the environment.
+        "AIRFLOW_CONN_SPARK_DEFAULT": settings.airflow_conn_spark_default or json.dumps(
             {"conn_type": "spark_connect", "host": settings.spark_connect_host, "port": settings.spark_connect_port}
         ),
         "AIRFLOW_CONN_LAKEHOUSE_POSTGRES": json.dumps(
