@@ -376,6 +376,9 @@ class Bench:
             # Connect, streams idle: no producer). lakehouse_catch_up is paused
             # while the day is written straight into bronze (it would run the
             # new date by itself).
+            if spark_connect.external(self.settings):
+                raise NotRun("not run: spark_default is another Spark's (AIRFLOW_CONN_SPARK_DEFAULT); "
+                             "the benchmark measures the stack's own")
             self._require_programs(spark_connect.program(self.settings), "airflow-scheduler", "airflow-triggerer")
             batch.set_paused(self.settings, "lakehouse_catch_up", True)
             batch.ensure_stream_progress(self.settings, log)

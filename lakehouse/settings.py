@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         description="Airflow's `spark_default` connection (JSON or URI, as Airflow reads AIRFLOW_CONN_*), when the "
         "DAG's Spark tasks should use another Spark than the stack's: e.g. "
         '{"conn_type": "spark_connect", "host": "spark.example", "port": 15002}. Unset: the stack\'s Spark '
-        "Connect (SPARK_CONNECT_HOST, SPARK_CONNECT_PORT).",
+        "Connect (SPARK_CONNECT_HOST, SPARK_CONNECT_PORT); set, the stack starts no Spark Connect of its own.",
     )
     spark_connect_port: int = Field(
         15002, description="The Spark Connect server the DAG's Spark tasks use (spark_default), on SPARK_CONNECT_HOST."

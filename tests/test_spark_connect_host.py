@@ -43,6 +43,20 @@ def test_the_server_of_its_own_runs_when_asked_or_without_streams(tmp_path):
             assert progs["streams"].port is None and progs["streams"].stop_wave == 0
 
 
+def test_no_spark_connect_in_the_stack_when_spark_default_is_another_sparks(tmp_path):
+    """AIRFLOW_CONN_SPARK_DEFAULT names a cluster's endpoint: the stack starts
+    no Spark Connect (no 2g JVM nobody uses), whatever SPARK_CONNECT_IN_STREAMS says."""
+    other = '{"conn_type": "spark_connect", "host": "spark.example", "port": 15002}'
+    for in_streams in (False, True):
+        s = isolated_settings(tmp_path / "run", streams_enabled=True, spark_connect_in_streams=in_streams,
+                              airflow_conn_spark_default=other)
+        progs = by_name(s)
+        assert spark_connect.external(s) and spark_connect.program(s) is None
+        assert not spark_connect.in_streams(s)
+        assert "spark-connect" not in progs
+        assert progs["streams"].port is None and progs["streams"].stop_wave == 0
+
+
 def test_the_plugin_listens_where_the_server_would_with_the_servers_heap(tmp_path):
     s = isolated_settings(tmp_path / "run", spark_connect_memory="1536m")
     plugin = spark_connect.plugin_conf(s)

@@ -76,6 +76,7 @@ def isolated_settings(run_dir: Path | str, **overrides) -> Settings:
         spark_connect_port=free_port(),
         dashboard_port=free_port(),
         grafana_bin="/nonexistent/grafana",
+        airflow_conn_spark_default=None,  # the stack's own Spark Connect, whatever the environment says
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

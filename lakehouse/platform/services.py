@@ -76,10 +76,11 @@ def services(settings: Settings) -> list[Service]:
                     extra_ports=((settings.broker_controller_port, "BROKER_CONTROLLER_PORT"),),
                     stopsignal="TERM", stopwaitsecs=60, startsecs=5, priority=2, stop_wave=2)
         )
-    if not spark_connect.in_streams(settings):
+    if spark_connect.program(settings) == "spark-connect":
         # The long-running Spark of the DAG's Spark tasks (`spark_default`): Spark
-        # Connect, part of Spark; no task starts a JVM of its own. By default the
-        # streams program serves it instead (SPARK_CONNECT_IN_STREAMS).
+        # Connect, part of Spark; no task starts a JVM of its own. Not run when
+        # the streams program serves it (SPARK_CONNECT_IN_STREAMS) or
+        # spark_default is another Spark's (AIRFLOW_CONN_SPARK_DEFAULT).
         out.append(Service("spark-connect", "airflow", _launch("spark-connect", settings),
                            port=settings.spark_connect_port, port_setting="SPARK_CONNECT_PORT",
                            stopwaitsecs=60, startsecs=10, priority=9, stop_wave=2))

@@ -38,14 +38,24 @@ PLUGIN_CLASS = "org.apache.spark.sql.connect.SparkConnectPlugin"
 HOST = "127.0.0.1"
 
 
+def external(settings: Settings) -> bool:
+    """True when `spark_default` names another Spark (AIRFLOW_CONN_SPARK_DEFAULT):
+    the stack then serves no Spark Connect."""
+    return bool(settings.airflow_conn_spark_default)
+
+
 def in_streams(settings: Settings) -> bool:
     """True when the streams application serves Spark Connect (SPARK_CONNECT_IN_STREAMS,
-    and the stack runs the streams); False: the server of its own, program spark-connect."""
-    return settings.spark_connect_in_streams and settings.streams_enabled
+    the stack runs the streams, and spark_default is the stack's)."""
+    return settings.spark_connect_in_streams and settings.streams_enabled and not external(settings)
 
 
-def program(settings: Settings) -> str:
-    """The stack's program that serves Spark Connect to the DAG."""
+def program(settings: Settings) -> str | None:
+    """The stack's program that serves Spark Connect to the DAG: the streams,
+    the server of its own (spark-connect), or none (spark_default is another
+    Spark's)."""
+    if external(settings):
+        return None
     return "streams" if in_streams(settings) else "spark-connect"
 
 

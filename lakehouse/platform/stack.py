@@ -289,7 +289,8 @@ def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeli
             _start(settings, s)
     connect = spark_connect.program(settings)
     if connect in by_name:  # the DAG's Spark: listening by now, or say so
-        wait_port_open("127.0.0.1", settings.spark_connect_port, 180, f"Spark Connect (program {connect})")
+        wait_port_open(settings.spark_connect_host, settings.spark_connect_port, 180,
+                       f"Spark Connect (program {connect})")
     if "dashboard" in by_name:
         from lakehouse.platform import dashboard
 
