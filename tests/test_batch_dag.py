@@ -24,7 +24,7 @@ from deltalake import DeltaTable
 
 from lakehouse import catalog, testdata
 from lakehouse.batch import maintenance
-from lakehouse.platform import airflow, spark_connect
+from lakehouse.platform import airflow
 from tests.batch_helpers import (
     airflow_env,
     assert_gold_matches,
@@ -55,17 +55,30 @@ MAX_RESULT_SIZE = "1m"
 def batch(core_stack, tmp_path_factory):
     """Settings with a private Delta root and a private (empty) topic that
     raw landing has "caught up" with, Airflow's metadata DB migrated, and a
-    Spark Connect server for `spark_default`."""
-    settings = core_stack.model_copy(update={
+    Spark Connect server for `spark_default`. The DAG reaches the server as
+    it would a cluster's endpoint, through AIRFLOW_CONN_SPARK_DEFAULT: where
+    the stack's own would listen (SPARK_CONNECT_PORT) nothing does."""
+    server = core_stack.model_copy(update={
         "lakehouse_data_dir": tmp_path_factory.mktemp("lake"),
         "spark_connect_port": free_port(),
         "kafka_topic": f"batch-dag-{uuid.uuid4().hex[:8]}",
     })
+    settings = server.model_copy(update={
+        "spark_connect_port": free_port(),
+        "airflow_conn_spark_default": json.dumps(
+            {"conn_type": "spark_connect", "host": "127.0.0.1", "port": server.spark_connect_port}),
+    })
     create_topic(settings)
     raw_landing_caught_up(settings)
     airflow.migrate(settings)
-    with spark_connect_server(settings, **{"spark.driver.maxResultSize": MAX_RESULT_SIZE}):
+    with spark_connect_server(server, **{"spark.driver.maxResultSize": MAX_RESULT_SIZE}):
         yield settings
+
+
+def server_url(batch) -> str:
+    """The Spark Connect URL spark_default names (AIRFLOW_CONN_SPARK_DEFAULT)."""
+    conn = json.loads(batch.airflow_conn_spark_default)
+    return f"sc://{conn['host']}:{conn['port']}"
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +132,7 @@ def test_a_day_larger_than_the_drivers_result_limit_succeeds(batch, day1):
     from tests.batch_helpers import connect_session
 
     expected = testdata.write_bronze_day(batch, BIG, 60_000, seed=3)
-    with connect_session(spark_connect.url(batch)) as spark:
+    with connect_session(server_url(batch)) as spark:
         bronze = spark.read.format("delta").load(catalog.BRONZE_EVENTS.path(batch)).where(f"event_date = '{BIG}'")
         with pytest.raises(Exception, match="maxResultSize"):
             bronze.toArrow()  # what the old job did with the day: refused
@@ -184,7 +197,7 @@ def test_a_run_before_raw_landing_created_bronze_gives_an_empty_day(batch, tmp_p
     from tests.batch_helpers import connect_session
 
     fresh = batch.model_copy(update={"lakehouse_data_dir": tmp_path / "lake"})
-    with connect_session(spark_connect.url(batch)) as spark:
+    with connect_session(server_url(batch)) as spark:
         stats = jobs.bronze_to_silver(spark, fresh, EMPTY)
     assert (stats["bronze_version"], stats["bronze_rows"], stats["silver_rows"], stats["quarantined"]) == (None, 0, 0, 0)
     silver = DeltaTable(fresh.table_path("silver", "events")).to_pyarrow_table(filters=[("event_date", "=", EMPTY)])
