@@ -47,9 +47,13 @@ def make(settings: Settings) -> Path:
     partial.unlink(missing_ok=True)
     # -Xlog: the JDK lists every class it leaves out (generated, or failing its verification) as a warning
     options = f"{driver_java_options(settings, with_archive=False)} -XX:ArchiveClassesAtExit={partial} -Xlog:cds*=error"
-    spark = spark_session(settings, "lakehouse-spark-classes", **{"spark.driver.extraJavaOptions": options})
-    gateway = spark.sparkContext._gateway
     root = Path(tempfile.mkdtemp(prefix="lakehouse-spark-classes-"))
+    # Spark's warehouse directory too (its first SQL statement makes it): setup
+    # runs before the stack's run directory exists, and `make up` refuses a run
+    # directory it did not make (stack.prepare_run_dir).
+    spark = spark_session(settings, "lakehouse-spark-classes", **{
+        "spark.driver.extraJavaOptions": options, "spark.sql.warehouse.dir": str(root / "spark-warehouse")})
+    gateway = spark.sparkContext._gateway
     try:
         _workload(spark, root)
     finally:

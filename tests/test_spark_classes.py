@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse.platform import spark_connect
+from lakehouse.platform import spark_connect, stack
+from lakehouse.settings import get_settings
 from lakehouse.spark import class_archive, driver_java_options
 from tests.batch_helpers import connect_session, spark_connect_server
 from tests.conftest import make_settings
@@ -32,3 +33,14 @@ def test_a_spark_jvm_maps_the_archive_setup_made(tmp_path):
         assert spark.range(3).count() == 3
         mapped = {line.split()[-1] for line in open(f"/proc/{server.pid}/maps") if line.rstrip().endswith(".jsa")}
     assert str(archive) in mapped, f"the JVM did not map {archive}; it mapped {sorted(mapped)}"
+
+
+def test_setup_leaves_the_run_directory_to_make_up():
+    """`make up` refuses a run directory it did not make (stack.prepare_run_dir).
+    Setup runs Spark to make the archive before any stack exists; Spark made its
+    warehouse directory in the run directory, and a fresh clone's `make up`
+    stopped at once ("... is not a lakehouse run directory"). Checks this
+    checkout's run directory as setup left it (CI: a fresh clone, set up)."""
+    run = get_settings().run_dir
+    assert not stack.foreign_run_dir(run), (
+        f"{run} holds {sorted(p.name for p in run.iterdir())} but no {stack.MARKER}: `make up` would refuse it")

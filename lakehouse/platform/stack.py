@@ -48,10 +48,15 @@ def log(msg: str) -> None:
 
 
 # --- run directory ------------------------------------------------------------
+def foreign_run_dir(run: Path) -> bool:
+    """True when `run` holds something but no MARKER: not ours to start a stack in."""
+    return run.exists() and not (run / MARKER).exists() and any(run.iterdir())
+
+
 def prepare_run_dir(settings: Settings) -> None:
     run = settings.run_dir
     marker = run / MARKER
-    if run.exists() and not marker.exists() and any(run.iterdir()):
+    if foreign_run_dir(run):
         raise PlatformError(
             f"{run} is not a lakehouse run directory (no {MARKER}); set LAKEHOUSE_RUN_DIR elsewhere or move it away"
         )
