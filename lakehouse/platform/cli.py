@@ -37,6 +37,10 @@ def up() -> None:
         _fail(exc)
     if not result.started:
         stack.log("already running; nothing changed")
+        changed = stack.changed_settings(settings)
+        if changed:
+            stack.log(f"the running stack started with other values of {', '.join(changed)}: "
+                      "`make down && make up` applies them")
     else:
         stack.log(f"started {', '.join(result.started)} in {time.monotonic() - t0:.0f}s")
     user = settings.airflow_admin_user

@@ -70,11 +70,9 @@ def prepare_run_dir(settings: Settings) -> None:
     settings.log_dir.chmod(0o777)  # writable by the PostgreSQL OS user
 
 
-def write_stack_env(settings: Settings) -> None:
-    """All settings, secrets included, for the launcher (mode 600, run dir only)."""
-    path = env_file(settings)
-    path.touch(mode=0o600)
-    lines = []
+def stack_env(settings: Settings) -> dict[str, str]:
+    """Every setting as the launcher reads it (stack.env), secrets included."""
+    env = {}
     for name, value in settings.model_dump().items():
         if value is None:
             continue
@@ -82,10 +80,34 @@ def write_stack_env(settings: Settings) -> None:
             value = value.get_secret_value()
         if isinstance(value, (dict, list)):  # e.g. KAFKA_OPTIONS: JSON, as pydantic-settings reads it
             value = json.dumps(value)
-        lines.append(f"{name.upper()}={value}")
-    lines.append(f"LAKEHOUSE_RUN_DIR={settings.run_dir}")
-    path.write_text("\n".join(lines) + "\n")
+        env[name.upper()] = str(value)
+    env["LAKEHOUSE_RUN_DIR"] = str(settings.run_dir)
+    return env
+
+
+def write_stack_env(settings: Settings) -> None:
+    """All settings, secrets included, for the launcher (mode 600, run dir only)."""
+    path = env_file(settings)
+    path.touch(mode=0o600)
+    # Single-quoted, as python-dotenv (the launcher's and pydantic-settings'
+    # reader) reads them back verbatim: a value may hold spaces, quotes, `#`
+    # (unquoted, " #" starts a comment) or newlines.
+    path.write_text("".join(f"{name}='{_single_quoted(value)}'\n" for name, value in stack_env(settings).items()))
     path.chmod(0o600)
+
+
+def _single_quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def changed_settings(settings: Settings) -> list[str]:
+    """Names of the settings whose values differ from those the running stack
+    started with (its stack.env): `make up` leaves a running stack as it is."""
+    path = env_file(settings)
+    if not path.exists():
+        return []
+    running, now = dotenv_values(path), stack_env(settings)
+    return sorted(name for name in running.keys() | now.keys() if running.get(name) != now.get(name))
 
 
 def load_stack_settings(run_dir: Path) -> Settings:
