@@ -10,7 +10,6 @@ service addresses), through the same functions `lakehouse up` uses:
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,7 +17,7 @@ import urllib.request
 import psycopg2
 import typer
 
-from lakehouse.platform import airflow, broker, postgres
+from lakehouse.platform import airflow, broker, postgres, stack
 from lakehouse.platform.errors import PlatformError
 from lakehouse.settings import get_settings
 
@@ -84,14 +83,6 @@ def topic_is_fresh(bootstrap_servers: list[str], topic: str, max_age_s: float) -
         consumer.close()
 
 
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=5):
-            return True
-    except OSError:
-        return False
-
-
 #: What `health` checks.
 SERVICES = ("airflow-api-server", "airflow-scheduler", *JOB_TYPES, "dashboard", "spark-connect", "producer", "stream")
 
@@ -122,7 +113,7 @@ def health(
         ok = res.returncode == 0
     elif service == "spark-connect":
         # where spark_default points the DAG's tasks (what `lakehouse up` waits for)
-        ok = port_open(settings.spark_connect_host, settings.spark_connect_port)
+        ok = stack.port_open(settings.spark_connect_host, settings.spark_connect_port)
     elif service == "producer":
         ok = topic_is_fresh(settings.kafka_bootstrap_list, settings.kafka_topic, max_age)
     elif service == "stream":

@@ -238,12 +238,20 @@ def _broker_watch(settings: Settings):
     return alive
 
 
+def port_open(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Whether something accepts a connection on host:port now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def wait_port_open(host: str, port: int, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex((host, port)) == 0:
-                return
+        if port_open(host, port):
+            return
         time.sleep(0.5)
     raise PlatformError(f"{what} is not listening on {host}:{port} after {timeout:.0f}s")
 
