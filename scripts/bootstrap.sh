@@ -57,7 +57,7 @@ if [ "$stamp_want" != "$stamp_have" ]; then
   # uv installs into this environment only (named as a directory and as the active venv).
   export VIRTUAL_ENV="$PWD/.venv"
   [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q "uv==$UV_VERSION" || die "could not install uv from PyPI"
-  say "installing pinned dependencies from requirements.lock (first run: about a minute, 1.6 GB)"
+  say "installing pinned dependencies from requirements.lock (first run: about a minute, 1.9 GB)"
   # Byte-compiled at install: without .pyc files (uv writes none by default, and
   # PYTHONDONTWRITEBYTECODE is often set) every process compiles its imports
   # again; importing Airflow, PySpark and GE took 12.8 s instead of 5.7 s.
