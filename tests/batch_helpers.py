@@ -17,24 +17,12 @@ from datetime import date, timedelta
 import psycopg2
 
 from lakehouse.batch.gold import MODELS
-from lakehouse.platform import airflow, spark_connect
+from lakehouse.platform import airflow, spark_connect, stack
 from lakehouse.settings import Settings
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Every setting as an environment variable (what the stack's launcher gives its programs)."""
-    env = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[name.upper()] = str(value)
-    return env
-
-
 def airflow_env(settings: Settings) -> dict[str, str]:
-    env = {**os.environ, **settings_env(settings), **airflow.environment(settings)}
+    env = {**os.environ, **stack.stack_env(settings), **airflow.environment(settings)}
     if settings.lakehouse_data_dir is not None:
         env["LAKEHOUSE_DATA_DIR"] = str(settings.lakehouse_data_dir)
     return env

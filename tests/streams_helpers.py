@@ -18,7 +18,7 @@ import psycopg2
 from deltalake import DeltaTable
 
 from lakehouse import catalog
-from lakehouse.platform import broker
+from lakehouse.platform import broker, stack
 from lakehouse.settings import REPO_ROOT, Settings
 from producer.generator import EventGenerator, GeneratorConfig, Message
 from producer.sender import produce
@@ -63,13 +63,7 @@ def stream_settings(base: Settings, tmp_path: Path, **overrides) -> Settings:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment for a job subprocess that makes it see exactly `settings`."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[name.upper()] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    env = {**os.environ, **stack.stack_env(settings)}
     env["PYSPARK_PYTHON"] = sys.executable
     # a host zone other than UTC: stored window starts must still be true UTC instants
     env["TZ"] = "America/Los_Angeles"
