@@ -80,6 +80,27 @@ def test_port_taken_gives_one_line_error(tmp_path, core_stack):
     stack.clean(settings)
 
 
+def test_port_taken_leaves_nothing_running_and_another_port_then_starts(tmp_path, core_stack):
+    """The error says "set PG_PORT in .env": a `make up` refused so leaves no
+    supervisord (with the old port in its stack.env) behind, so the next one,
+    with the port changed, starts on the new port."""
+    from lakehouse.platform.isolated import free_port
+
+    settings = make_settings(tmp_path / "run", pg_port=core_stack.pg_port)
+    moved = settings.model_copy(update={"pg_port": free_port()})
+    try:
+        with pytest.raises(PlatformError, match=f"port {core_stack.pg_port} .* PG_PORT"):
+            stack.up(settings, groups=("core",))
+        assert stack.process_states(settings) == {}
+        assert stack.up(moved, groups=("core",)).started == ["postgres", "broker"]
+        with psycopg2.connect(moved.pg_dsn("reader")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+        conn.close()
+    finally:
+        stack.clean(moved)
+
+
 def test_foreign_run_dir_is_refused_and_kept(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

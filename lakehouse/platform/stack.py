@@ -192,13 +192,18 @@ def port_free(host: str, port: int, *, reuse_address: bool = True) -> bool:
     return True
 
 
-def _start(settings: Settings, svc: Service) -> None:
+def check_ports_free(svc: Service) -> None:
+    """Raise the one-line error of `make up` when a port of svc is taken."""
     ports = ([(svc.port, svc.port_setting)] if svc.port is not None else []) + list(svc.extra_ports)
     for port, setting in ports:
         if not port_free("127.0.0.1", port):
             raise PlatformError(
                 f"port {port} for {svc.name} is taken by another process; free it or set {setting} in .env"
             )
+
+
+def _start(settings: Settings, svc: Service) -> None:
+    check_ports_free(svc)
     try:
         _proxy(settings).supervisor.startProcess(svc.name, True)
     except xmlrpc.client.Fault as exc:
@@ -285,6 +290,11 @@ def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeli
     svcs = [s for s in services(settings) if s.group in groups]
     states = process_states(settings)
     if not states:
+        # Every port first: a start refused for a taken port leaves no
+        # supervisord behind, whose stack.env would keep the old port when
+        # the next `make up` runs with the port changed in .env.
+        for s in svcs:
+            check_ports_free(s)
         write_stack_env(settings)
         _start_supervisord(settings, svcs)
         states = process_states(settings)
