@@ -101,6 +101,26 @@ def test_port_taken_leaves_nothing_running_and_another_port_then_starts(tmp_path
         stack.clean(moved)
 
 
+def test_logs_of_an_unknown_service_names_the_services(tmp_path, monkeypatch):
+    """`make logs SERVICE=stream` (no such program) says so and lists the
+    services, instead of "no logs under <a directory full of logs>"."""
+    from typer.testing import CliRunner
+
+    from lakehouse.platform.cli import app
+
+    settings = make_settings(tmp_path / "run")
+    settings.log_dir.mkdir(parents=True)
+    for name in ("streams", "producer"):
+        (settings.log_dir / f"{name}.log").write_text(f"{name} line\n")
+    monkeypatch.setenv("LAKEHOUSE_RUN_DIR", str(settings.run_dir))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["logs", "streams"])
+    assert ok.exit_code == 0 and "streams line" in ok.stdout
+    bad = runner.invoke(app, ["logs", "stream"])
+    assert bad.exit_code == 1
+    assert "no log of 'stream'" in bad.output and "logs of: producer, streams" in bad.output
+
+
 def test_foreign_run_dir_is_refused_and_kept(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

@@ -105,6 +105,11 @@ def logs(service: str = typer.Argument(None, help="One service; all when omitted
     settings = get_settings()
     files = sorted(settings.log_dir.glob(f"{service or '*'}.log"))
     if not files:
+        known = sorted(f.stem for f in settings.log_dir.glob("*.log"))
+        if service and known:
+            typer.secho(f"error: no log of {service!r} under {settings.log_dir}; logs of: {', '.join(known)}",
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
         stack.log(f"no logs under {settings.log_dir}")
         return
     for f in files:
