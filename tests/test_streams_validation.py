@@ -39,6 +39,14 @@ def event(**changes) -> bytes:
     return json.dumps({k: v for k, v in d.items() if v is not DROP}).encode()
 
 
+def sized(n: int) -> bytes:
+    """A valid event padded (an extra field) to exactly n bytes."""
+    short = event(padding="")
+    value = event(padding="x" * (n - len(short)))
+    assert len(value) == n
+    return value
+
+
 CASES = [
     (event(), None),
     (event(timestamp="2026-11-21T13:59:00+02:00", source="mobile", event_type="purchase"), None),
@@ -93,6 +101,14 @@ CASES = [
     # the future rule is judged against the record's Kafka timestamp (INGEST here)
     (event(timestamp="2026-11-22T11:59:00Z"), None),
     (event(timestamp="2026-11-22T12:00:01Z"), "absurd_timestamp"),
+    # the edges themselves: exactly 24 h ahead, the first instant of 2000 and
+    # a value of exactly MAX_MESSAGE_BYTES are valid; a microsecond or a byte more is not
+    (event(timestamp="2026-11-22T12:00:00Z"), None),
+    (event(timestamp="2026-11-22T12:00:00.000001Z"), "absurd_timestamp"),
+    (event(timestamp="2000-01-01T00:00:00Z"), None),
+    (event(timestamp="1999-12-31T23:59:59.999999Z"), "absurd_timestamp"),
+    (sized(MAX_MESSAGE_BYTES), None),
+    (sized(MAX_MESSAGE_BYTES + 1), "oversize"),
 ]
 
 
