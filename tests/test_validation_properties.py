@@ -10,12 +10,13 @@ For every value and Kafka timestamp:
 - the verdict is exactly one of (reason, None) or (None, fields), the reason
   one of the documented codes (`missing_field`/`wrong_type` naming a contract
   field);
-- the batch path the stream runs (`parse_records`, and `validate_arrow` when
-  the module has it) gives each record the same verdict as the rule-by-rule
-  `check_message`, keeps the Kafka coordinates, and splits into bronze events
-  + quarantine rows that together are the batch;
+- the batch path the stream runs (`parse_records` and `validate_arrow`)
+  gives each record the same verdict as the rule-by-rule `check_message`,
+  keeps the Kafka coordinates, and splits into bronze events + quarantine
+  rows that together are the batch;
 - a valid event keeps every rule: UUID event_id (lower-cased), positive int64
-  user_id, known event_type and source, a page starting with "/", an event
+  user_id, known event_type and source, a page starting with "/" of at most
+  MAX_PAGE_CHARS characters and no control character, an event
   time from 2000 on and at most 24 h after the Kafka timestamp.
 """
 
@@ -67,7 +68,8 @@ def check_verdict(value: bytes | None, timestamp_ms: int) -> str | None:
     assert UUID.fullmatch(event_id)
     assert type(user_id) is int and 0 < user_id < 2**63
     assert event_type in EVENT_TYPES and source in SOURCES
-    assert page.startswith("/") and len(page) <= getattr(validation, "MAX_PAGE_CHARS", len(page))
+    assert page.startswith("/") and len(page) <= validation.MAX_PAGE_CHARS
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in page), page  # no control characters
     assert ts_us >= int(validation.MIN_EVENT_TIME.timestamp() * 1_000_000)
     if timestamp_ms >= 0:
         assert ts_us <= timestamp_ms * 1000 + validation.MAX_FUTURE_HOURS * 3600 * 1_000_000
@@ -126,10 +128,9 @@ def test_every_rule_on_100k_generated_messages():
         bronze, quarantine = validation.split_bronze(pa.Table.from_batches([parsed]))
         assert bronze.num_rows + quarantine.num_rows == len(records)
         assert bronze.num_rows == sum(r is None for r in got)
-        if hasattr(validation, "validate_arrow"):
-            refs = pa.array([reference_us(t) for t in stamps], pa.int64())
-            udf = validation.validate_arrow(pa.array(values, pa.binary()), refs).field("reason").to_pylist()
-            assert udf == got  # the stream's UDF and parse_records: one code path
+        refs = pa.array([reference_us(t) for t in stamps], pa.int64())
+        udf = validation.validate_arrow(pa.array(values, pa.binary()), refs).field("reason").to_pylist()
+        assert udf == got  # the stream's UDF and parse_records: one code path
         seen["messages"] += len(records)
         seen["valid"] += sum(valid)
         seen["codes"] |= {r.split(":")[0] for r in expected if r}
