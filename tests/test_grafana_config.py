@@ -80,16 +80,20 @@ def test_grafana_is_a_program_only_when_the_binary_exists(tmp_path):
     assert cmd[0] == str(exe) and env["PG_DATABASE"] == s.pg_database
 
 
-def test_missing_homepath_names_the_setting(tmp_path):
+def test_missing_homepath_names_the_setting(tmp_path, monkeypatch):
     exe = tmp_path / "bin" / "grafana"
     exe.parent.mkdir()
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
     s = make_settings(tmp_path / "run", grafana_bin=str(exe))
-    if (grafana.PACKAGE_HOME / "conf" / "defaults.ini").exists():
-        pytest.skip("a packaged Grafana is installed here, so the fallback homepath exists")
+    # no packaged Grafana either, whether or not this machine has one (the test
+    # skipped itself where /usr/share/grafana exists)
+    monkeypatch.setattr(grafana, "PACKAGE_HOME", tmp_path / "no-package")
     with pytest.raises(PlatformError, match="GRAFANA_HOME"):
         grafana.server_command(s)
+    # the package layout is the fallback once it exists
+    fake_grafana(tmp_path / "no-package", name="unused")
+    assert grafana.server_command(s)[:4] == [str(exe), "server", "--homepath", str(tmp_path / "no-package")]
 
 
 FAKE_GRAFANA = '''#!{python}
