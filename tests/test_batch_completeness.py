@@ -64,6 +64,16 @@ def test_catch_up_runs_missed_and_stale_dates_in_order_and_waits_for_the_cutoff(
     assert catch_up.dates_to_run(bronze, done, now + HOUR, HOUR)[-1] == (date(2026, 11, 22), "missed")
 
 
+def test_the_cutoff_instant_itself_has_passed_for_the_sensor_and_the_planner():
+    """At the cutoff the date is complete and the planner runs it; a
+    microsecond earlier neither (the edges the tests above step over)."""
+    just_before = CUT - timedelta(microseconds=1)
+    assert completeness.judge(CUT, CUT, {0: 7}, {0: 7}).complete
+    assert not completeness.judge(just_before, CUT, {0: 7}, {0: 7}).complete
+    assert catch_up.dates_to_run({D: 5}, {}, CUT, HOUR) == [(D, "missed")]
+    assert catch_up.dates_to_run({D: 5}, {}, just_before, HOUR) == []
+
+
 def test_catch_up_run_id_names_date_and_bronze_state():
     assert catch_up.run_id(D, 1234) == "catch_up__2026-11-20__1234"
 
