@@ -156,6 +156,24 @@ def test_duplicate_and_null_ids_fail(run, tmp_path):
     outcomes = run(frame(event_id=["a", "a", None]), tmp_path)
     assert outcomes[("expect_column_values_to_be_unique", "event_id")].unexpected_count == 2
     assert outcomes[("expect_column_values_to_not_be_null", "event_id")].unexpected_count == 1
+    for key in (("expect_column_values_to_be_unique", "event_id"), ("expect_column_values_to_not_be_null", "event_id")):
+        assert not outcomes[key].success and outcomes[key].severity == "critical", key
+    with pytest.raises(quality.QualityGateError, match="failed 2 critical"):
+        quality.gate(list(outcomes.values()), D)
+
+
+def test_unknown_source_and_missing_page_fail_the_gate(run, tmp_path):
+    """The critical rules no other test breaks: each one alone stops the run."""
+    outcomes = run(frame(source=["web", "tv", "web"], page=["/home", None, "/checkout"]), tmp_path)
+    for key in (("expect_column_values_to_be_in_set", "source"), ("expect_column_values_to_not_be_null", "page")):
+        o = outcomes[key]
+        assert (o.success, o.severity, o.unexpected_count) == (False, "critical", 1), key
+    with pytest.raises(quality.QualityGateError) as err:
+        quality.gate(list(outcomes.values()), D)
+    msg = str(err.value)
+    assert "failed 2 critical" in msg
+    assert "expect_column_values_to_be_in_set(source): 1 of 3 rows unexpected" in msg
+    assert "expect_column_values_to_not_be_null(page): 1 of 3 rows unexpected" in msg
 
 
 def test_warnings_do_not_block(run, tmp_path):
@@ -181,6 +199,13 @@ def test_tolerance_lets_a_small_share_through(run, tmp_path):
 
 
 def test_summary_rows_match_ops_table(tmp_path):
-    outcomes = quality.validate(frame(), D, "r", tmp_path)
+    outcomes = quality.validate(frame(event_type=["login", "refund", "click"]), D, "r", tmp_path)
     rows = quality.summary_rows(outcomes, "r", D)
-    assert len(rows) == len(outcomes) and all(len(r) == 8 for r in rows)
+    assert len(rows) == len(outcomes) == 9
+    # ops.data_quality's columns: run_id, event_date, expectation, column_name, severity, success,
+    # element_count, unexpected_count (the row of each expectation, not merely 8 values)
+    by_key = {(r[2], r[3]): r for r in rows}
+    assert by_key[("expect_column_values_to_be_in_set", "event_type")] == (
+        "r", D, "expect_column_values_to_be_in_set", "event_type", "critical", False, 3, 1)
+    assert by_key[("expect_column_values_to_be_unique", "event_id")] == (
+        "r", D, "expect_column_values_to_be_unique", "event_id", "critical", True, 3, 0)
