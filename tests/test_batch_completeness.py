@@ -114,3 +114,67 @@ def test_targets_from_the_broker_with_an_idle_partition(core_stack):
     assert completeness.judge(now, cut, {0: 3, 1: 2, 2: 0}, targets).complete  # caught up: idle ones do not block
     assert not completeness.judge(now, cut, {0: 3, 1: 1, 2: 0}, targets).complete
     assert not completeness.judge(now, cut, {0: 2, 1: 2}, targets).complete
+
+
+@pytest.mark.integration
+def test_the_sensors_check_reads_raw_landings_latest_progress_and_the_broker(core_stack):
+    """jobs.check_complete, what the DAG's sensor calls, on the real PostgreSQL
+    and broker: no progress row, then raw landing's latest committed row (by
+    batch id) short of a target, then one at every target. Batch ids of their
+    own (large negative numbers), deleted afterwards: the stream tests write
+    raw-landing's rows to the same table."""
+    import json
+    import random
+
+    import psycopg2
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from lakehouse.batch import jobs
+
+    topic = f"check-complete-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=core_stack.kafka_bootstrap_list)
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    admin.close()
+    event_date = datetime.now(timezone.utc).date() - timedelta(days=3)
+    settings = core_stack.model_copy(update={"kafka_topic": topic, "batch_allowed_lateness_minutes": 60})
+    cut = completeness.cutoff(event_date, HOUR)
+    cut_ms = int(cut.timestamp() * 1000)
+    producer = KafkaProducer(bootstrap_servers=core_stack.kafka_bootstrap_list)
+    for ts in (-3000, -2000, -1000, 5000):  # partition 0: three records before the cutoff, one after
+        producer.send(topic, value=b"x", partition=0, timestamp_ms=cut_ms + ts)
+    for ts in (-9000, -8000):  # partition 1: two before; partition 2: none
+        producer.send(topic, value=b"y", partition=1, timestamp_ms=cut_ms + ts)
+    producer.flush()
+    producer.close()
+    dsn = core_stack.pg_dsn("writer")
+    base = -(10**12) - random.randrange(10**9)
+
+    def progress(batch_id: int, offsets: dict[int, int]) -> None:
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO ops.stream_progress (query_name, batch_id, input_rows, end_offsets, recorded_at) "
+                        "VALUES ('raw-landing', %s, 0, %s, now())",
+                        (batch_id, json.dumps({topic: {str(p): o for p, o in offsets.items()}})))
+        conn.close()
+
+    now = cut + HOUR
+    try:
+        verdict, position = jobs.check_complete(settings, event_date, lambda: psycopg2.connect(dsn), now=now)
+        assert not verdict.complete and "no progress" in verdict.reason and position is None
+        progress(base + 2, {0: 2, 1: 2, 2: 0})  # the latest batch: partition 0 one record short
+        progress(base + 1, {0: 3, 1: 2, 2: 0})  # an older batch id (its row written later): not the position
+        verdict, position = jobs.check_complete(settings, event_date, lambda: psycopg2.connect(dsn), now=now)
+        assert not verdict.complete and verdict.behind == {0: (2, 3)}, verdict
+        assert position["end_offsets"] == {topic: {"0": 2, "1": 2, "2": 0}}
+        progress(base + 3, {0: 3, 1: 2, 2: 0})
+        verdict, position = jobs.check_complete(settings, event_date, lambda: psycopg2.connect(dsn), now=now)
+        assert verdict.complete, verdict
+        assert position["end_offsets"] == {topic: {"0": 3, "1": 2, "2": 0}}
+        # before the cutoff nothing is asked and the date is not complete
+        early, _ = jobs.check_complete(settings, event_date, lambda: psycopg2.connect(dsn),
+                                       now=cut - timedelta(seconds=1))
+        assert not early.complete and "has not passed" in early.reason
+    finally:
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM ops.stream_progress WHERE end_offsets ? %s", (topic,))
+        conn.close()
