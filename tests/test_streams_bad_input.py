@@ -317,6 +317,10 @@ def test_the_future_event_is_in_bronze_counted_in_ops_and_did_not_stop_realtime(
     settings, sent, _, _, visible_after_s = run
     future = next(e for e in sent.events if e["timestamp"] > (T0 + timedelta(hours=20)).isoformat())
     assert future["event_id"] in {r["event_id"] for r in delta_rows(settings, "events")}
+    # left out of realtime: no table has its window (test_realtime_equals_independent_counts
+    # compares the hours of the on-time events only, so a counted future event went unseen there)
+    window = datetime.fromisoformat(future["timestamp"].replace("Z", "+00:00")).replace(second=0, microsecond=0)
+    assert [(t, k) for t, c in realtime_rows(settings).items() for k in c if k[0] == window] == []
     with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
         cur.execute("SELECT coalesce(sum(future_events), 0) FROM ops.stream_progress "
                     "WHERE query_name = 'fast-aggregation' AND end_offsets ? %s", (settings.kafka_topic,))
