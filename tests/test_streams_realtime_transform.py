@@ -102,3 +102,43 @@ def test_skew_is_measured_from_each_records_own_kafka_timestamp(spark, tmp_path)
     records = [(json.dumps(event("purchase", "web", ts)).encode(), late_stamp),
                (json.dumps(event("purchase", "web", ts)).encode(), early_stamp)]
     assert counts(spark, records, tmp_path)["purchases_per_minute"] == [(ts, 1)]
+
+
+@pytest.mark.integration
+def test_a_micro_batchs_upsert_is_one_transaction_over_the_three_tables(core_stack):
+    """realtime.upsert on the real PostgreSQL: a batch whose last table's row
+    is refused leaves the first two tables as they were (a replay then
+    rewrites all three); a good batch updates counts in place. Windows of
+    1991: no other test's."""
+    import psycopg2
+
+    w = datetime(1991, 3, 1, 12, 0, tzinfo=timezone.utc)
+    dsn = core_stack.pg_dsn("writer")
+
+    def rows_of_w():
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            out = {}
+            for table, col in (("events_per_minute", "event_count"), ("logins_per_source", "login_count"),
+                               ("purchases_per_minute", "purchase_count")):
+                cur.execute(f"SELECT {col} FROM realtime.{table} WHERE window_start = %s", (w,))
+                out[table] = [r[0] for r in cur.fetchall()]
+        conn.close()
+        return out
+
+    good = {"events_per_minute": [(w, "login", 2)], "logins_per_source": [(w, "web", 2)],
+            "purchases_per_minute": [(w, 1)]}
+    try:
+        realtime.upsert_with_retry(dsn, good, give_up_after_s=10)
+        assert rows_of_w() == {"events_per_minute": [2], "logins_per_source": [2], "purchases_per_minute": [1]}
+        bad = {"events_per_minute": [(w, "login", 7)], "logins_per_source": [(w, "web", 7)],
+               "purchases_per_minute": [(w, None)]}  # NOT NULL: refused
+        with pytest.raises(psycopg2.IntegrityError):
+            realtime.upsert_with_retry(dsn, bad, give_up_after_s=10)
+        assert rows_of_w() == {"events_per_minute": [2], "logins_per_source": [2], "purchases_per_minute": [1]}
+        realtime.upsert_with_retry(dsn, {**bad, "purchases_per_minute": [(w, 3)]}, give_up_after_s=10)
+        assert rows_of_w() == {"events_per_minute": [7], "logins_per_source": [7], "purchases_per_minute": [3]}
+    finally:
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            for table in ("events_per_minute", "logins_per_source", "purchases_per_minute"):
+                cur.execute(f"DELETE FROM realtime.{table} WHERE window_start = %s", (w,))
+        conn.close()
