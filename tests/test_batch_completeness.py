@@ -178,3 +178,50 @@ def test_the_sensors_check_reads_raw_landings_latest_progress_and_the_broker(cor
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
             cur.execute("DELETE FROM ops.stream_progress WHERE end_offsets ? %s", (topic,))
         conn.close()
+
+
+def test_bronze_rows_per_date_sums_every_file_of_each_date(tmp_path):
+    """The planner's bronze counts (catch_up.bronze_rows_per_date, from the
+    Delta log's statistics) equal the rows written, over several files per
+    date; no table yet is no dates."""
+    from lakehouse import testdata
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "run")
+    path = settings.table_path("bronze", "events")
+    assert catch_up.bronze_rows_per_date(path) == {}
+    written: dict = {}
+    for batch, (d, n) in enumerate([(D, 5), (D + timedelta(days=1), 3), (D, 4), (D, 2)]):
+        t = datetime.combine(d, datetime.min.time(), tzinfo=timezone.utc) + HOUR
+        events = [{"event_id": str(uuid.uuid4()), "user_id": 1 + i, "event_type": "click", "page": "/home",
+                   "timestamp": (t + timedelta(seconds=i)).isoformat(), "source": "web"} for i in range(n)]
+        testdata.write_bronze(settings, testdata.bronze_table(events, [t] * n, "t", 1, first_offset=100 * batch))
+        written[d] = written.get(d, 0) + n
+    assert written == {D: 11, D + timedelta(days=1): 3}
+    assert catch_up.bronze_rows_per_date(path) == written
+
+
+@pytest.mark.integration
+def test_last_successful_runs_gives_each_dates_latest_run(core_stack):
+    """What the planner compares bronze with: per date, the bronze rows the
+    latest recorded run saw (ops.batch_runs). Dates of 1995: no other test's."""
+    import psycopg2
+
+    from lakehouse.batch import load
+
+    dsn = core_stack.pg_dsn("writer")
+    d1, d2 = date(1995, 5, 1), date(1995, 5, 2)
+    suffix = uuid.uuid4().hex[:8]
+    connect = lambda: psycopg2.connect(dsn)  # noqa: E731
+    try:
+        load.record_batch_run(connect, f"first-{suffix}", d1, 10, 0, bronze_rows=10)
+        load.record_batch_run(connect, f"second-{suffix}", d1, 12, 0, bronze_rows=13)  # late events landed since
+        load.record_batch_run(connect, f"only-{suffix}", d2, 7, 0, bronze_rows=7)
+        with psycopg2.connect(dsn) as conn:
+            done = catch_up.last_successful_runs(conn)
+        conn.close()
+        assert {d: n for d, n in done.items() if d in (d1, d2)} == {d1: 13, d2: 7}
+    finally:
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM ops.batch_runs WHERE event_date IN (%s, %s)", (d1, d2))
+        conn.close()
