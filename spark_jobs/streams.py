@@ -5,7 +5,8 @@ One application instead of two saves a JVM and a Python driver (about 0.6 GB)
 and lets both queries share the local executor's cores. Each query keeps its
 own checkpoint, progress rows and exactly-once guarantees; if one fails, both
 stop between batches and the process manager restarts the application, and
-each resumes from its checkpoint. `make up` runs this as the `streams`
+each resumes from its checkpoint (not after Kafka data loss, which a restart
+cannot fix: lakehouse.stream.app). `make up` runs this as the `streams`
 program; each query also runs alone (`python -m spark_jobs.raw_landing`).
 
     python -m spark_jobs.streams       # settings from the environment / .env

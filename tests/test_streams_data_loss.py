@@ -1,39 +1,61 @@
-"""A deleted and recreated topic: the raw-landing query stops with Spark's
-data-loss message (failOnDataLoss=true), having landed every record of the
-old topic once, instead of silently re-reading or skipping offsets."""
+"""A deleted and recreated topic: raw landing stops with Spark's data-loss
+message (failOnDataLoss=true), having landed every record of the old topic
+once, instead of silently re-reading or skipping offsets. The application
+then exits with DATA_LOSS_EXIT_CODE and says what to do, and the process
+manager does not restart it into the same failure."""
 
 from __future__ import annotations
 
 import pytest
 
-from lakehouse.spark import spark_session
-from spark_jobs import raw_landing
+from lakehouse.platform import services
+from lakehouse.stream import DATA_LOSS_EXIT_CODE
+from tests.conftest import make_settings
 from tests.kafka_helpers import recreate_topic
-from tests.streams_helpers import delta_rows, stream_settings, wait_for
+from tests.streams_helpers import delta_rows, kill_job, start_job, stream_settings, wait_for
 from tests.test_streams_bad_input import kafka_python
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-
-def test_a_recreated_topic_stops_the_query_with_sparks_data_loss_message(core_stack, tmp_path):
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_recreated_topic_stops_raw_landing_with_sparks_data_loss_message(core_stack, tmp_path):
     settings = stream_settings(core_stack, tmp_path, stream_fail_on_data_loss=True)
-    spark = spark_session(settings, "test-streams-data-loss")
-    query = raw_landing.start(spark, settings)
+    log_path = tmp_path / "raw_landing.log"
+    job = start_job("spark_jobs.raw_landing", settings, log_path)
     try:
         p = kafka_python(settings)
         for i in range(30):
             p.send(settings.kafka_topic, value=b"not json %d" % i, partition=i % settings.kafka_partitions)
         p.flush(30)
-        wait_for(lambda: len(delta_rows(settings, "quarantine")) >= 30, 180, "the first records")
+        wait_for(lambda: len(delta_rows(settings, "quarantine")) >= 30 or job.poll() is not None, 240,
+                 "the first records")
+        assert job.poll() is None, log_path.read_text()[-3000:]
         recreate_topic(settings, settings.kafka_topic, settings.kafka_partitions)
         for i in range(3):
             p.send(settings.kafka_topic, value=b"after %d" % i, partition=i % settings.kafka_partitions)
         p.flush(30)
         p.close()
-        wait_for(lambda: not query.isActive, 180, "the query to stop")
-        message = str(query.exception())
-        assert "failOnDataLoss" in message, message
+        code = job.wait(240)
+        log = log_path.read_text()
+        assert code == DATA_LOSS_EXIT_CODE, log[-3000:]
+        assert "failOnDataLoss" in log, log[-3000:]  # Spark's own message
+        assert "raw-landing stopped: Kafka no longer holds records" in log and "STREAM_FAIL_ON_DATA_LOSS" in log
         assert len(delta_rows(settings, "quarantine")) == 30
     finally:
-        query.stop()
-        spark.stop()
+        if job.poll() is None:
+            kill_job(job)
+
+
+def test_the_process_manager_does_not_restart_the_streams_after_data_loss(tmp_path):
+    """supervisord restarts every other exit of the streams program (a crash
+    resumes from the checkpoints), and every exit of the other programs."""
+    settings = make_settings(tmp_path / "run")
+    svcs = services.services(settings)
+    programs = services.render_supervisor_conf(settings, svcs).split("[program:")[1:]
+    conf = {p.split("]", 1)[0]: p.splitlines() for p in programs}
+    assert "autorestart=unexpected" in conf["streams"] and f"exitcodes={DATA_LOSS_EXIT_CODE}" in conf["streams"]
+    assert not any(line.startswith("exitcodes=") and "0" in line.split("=")[1].split(",")
+                   for line in conf["streams"])
+    for name, lines in conf.items():
+        if name != "streams":
+            assert "autorestart=true" in lines, name

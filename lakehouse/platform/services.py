@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lakehouse.platform import postgres, spark_connect
 from lakehouse.settings import REPO_ROOT, Settings
+from lakehouse.stream import DATA_LOSS_EXIT_CODE
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Service:
     #: it, `lakehouse down` has it write every thread's stack to its log
     #: (airflow.STACK_DUMP_SIGNAL; to any other program that signal is fatal).
     dumps_stack: bool = False
+    #: Exit codes that mean "stopped, do not restart" (supervisord's exitcodes
+    #: with autorestart=unexpected); empty: every exit is restarted.
+    final_exit_codes: tuple[int, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -107,7 +111,9 @@ def services(settings: Settings) -> list[Service]:
                            port=settings.spark_connect_port if serves else None,
                            port_setting="SPARK_CONNECT_PORT" if serves else None,
                            stopasgroup=False, stopwaitsecs=90, startsecs=10, priority=31,
-                           stop_wave=1 if serves else 0))
+                           stop_wave=1 if serves else 0,
+                           # Kafka data loss: restarting would fail the same way (lakehouse.stream.app)
+                           final_exit_codes=(DATA_LOSS_EXIT_CODE,)))
     if settings.dashboard_enabled:
         # The overview dashboard without Grafana (lakehouse.dashboard_app), as the reader role.
         out.append(Service("dashboard", "dashboard", _launch("dashboard", settings),
@@ -145,7 +151,8 @@ def render_supervisor_conf(settings: Settings, svcs: list[Service]) -> str:
             f"[program:{s.name}]",
             "command=" + " ".join(_quote(a) for a in s.command),
             "autostart=false",
-            "autorestart=true",
+            *(["autorestart=unexpected", "exitcodes=" + ",".join(map(str, s.final_exit_codes))]
+              if s.final_exit_codes else ["autorestart=true"]),
             "startretries=10",
             f"startsecs={s.startsecs}",
             f"stopsignal={s.stopsignal}",

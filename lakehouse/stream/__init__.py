@@ -14,3 +14,8 @@
 The jobs in spark_jobs/ wire these together; the Delta tables are declared in
 lakehouse.catalog.
 """
+
+#: The streams application's exit status after Kafka data loss (lakehouse.stream.app):
+#: the process manager does not restart a program that exits with it
+#: (lakehouse.platform.services). EX_DATAERR of sysexits.h.
+DATA_LOSS_EXIT_CODE = 65

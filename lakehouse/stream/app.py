@@ -8,6 +8,12 @@ batch is cut in half. A batch that starts after the flag is set raises
 next run replays it. (Exactly once does not depend on this: Delta commits are
 keyed by batch id and the realtime upserts are idempotent; a graceful stop
 just avoids the replay.)
+
+Data loss: when Kafka no longer holds the offsets a checkpoint points at and
+STREAM_FAIL_ON_DATA_LOSS is true, the query fails with Spark's data-loss
+message. Restarting cannot fix that, so the application logs what to do and
+exits with DATA_LOSS_EXIT_CODE, which the process manager takes as a stop
+(`make status`: EXITED), not as a crash to restart.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import time
 from pathlib import Path
 
 from pyspark.sql.streaming import StreamingQuery
+
+from lakehouse.stream import DATA_LOSS_EXIT_CODE
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,22 @@ STREAMING_SPARK_CONF = {
     # starts at once and the workers share those pages.
     "spark.python.daemon.module": "lakehouse.stream.python_daemon",
 }
+
+
+DATA_LOSS_ADVICE = (
+    "%s stopped: Kafka no longer holds records its checkpoint has not read (the topic was deleted and "
+    "created again, its log replaced, or retention deleted them first). Restarting would fail the same way, "
+    "so the streams stay stopped (exit code %d; `make status` shows streams EXITED). Either move the "
+    "checkpoints away to start afresh, or set STREAM_FAIL_ON_DATA_LOSS=false in .env to skip the lost offsets "
+    "(Spark's source option failOnDataLoss); then `make down && make up`. Bronze keeps everything it landed. "
+    "docs/troubleshooting.md, 'A stream fails with data loss'. Spark's message: %s"
+)
+
+
+def is_data_loss(exc: BaseException) -> bool:
+    """A query failure that is Spark's Kafka data-loss error (its message asks
+    for the source option failOnDataLoss)."""
+    return "failOnDataLoss" in str(exc)
 
 
 class StopRequested(RuntimeError):
@@ -153,5 +177,11 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     log.info("%s started: topic %s -> %s", ", ".join(starts), settings.kafka_topic, target)
     try:
         stop.run(queries)
+    except Exception as exc:
+        if not is_data_loss(exc):
+            raise
+        failed = ", ".join(q.name for q in queries if q.exception() is not None and is_data_loss(q.exception()))
+        log.error(DATA_LOSS_ADVICE, failed or app_name, DATA_LOSS_EXIT_CODE, exc)
+        raise SystemExit(DATA_LOSS_EXIT_CODE) from None
     finally:
         spark.stop()
