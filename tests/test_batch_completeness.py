@@ -170,6 +170,12 @@ def test_the_sensors_check_reads_raw_landings_latest_progress_and_the_broker(cor
         verdict, position = jobs.check_complete(settings, event_date, lambda: psycopg2.connect(dsn), now=now)
         assert verdict.complete, verdict
         assert position["end_offsets"] == {topic: {"0": 3, "1": 2, "2": 0}}
+        # the checkpoints moved away (troubleshooting.md, data loss): the new
+        # query's batch 0 is below the old ids, and it is where raw landing is
+        progress(base - 10**6, {0: 1, 1: 2, 2: 0})
+        verdict, position = jobs.check_complete(settings, event_date, lambda: psycopg2.connect(dsn), now=now)
+        assert not verdict.complete and verdict.behind == {0: (1, 3)}, verdict
+        assert position["end_offsets"] == {topic: {"0": 1, "1": 2, "2": 0}}
         # before the cutoff nothing is asked and the date is not complete
         early, _ = jobs.check_complete(settings, event_date, lambda: psycopg2.connect(dsn),
                                        now=cut - timedelta(seconds=1))

@@ -100,11 +100,13 @@ def targets(bootstrap_servers: list[str], topic: str, cut: datetime, **kafka_con
 
 def committed_offsets(conn, topic: str) -> tuple[dict[int, int] | None, datetime | None, dict | None]:
     """Raw landing's latest committed end offsets of the topic (from
-    ops.stream_progress), when it was recorded, and the whole end_offsets."""
+    ops.stream_progress), when it was recorded, and the whole end_offsets.
+    Latest by time, not by batch id: a new checkpoint (moved away after data
+    loss, or a replay) numbers its batches from 0 again, below the old rows."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT end_offsets, recorded_at FROM ops.stream_progress "
-            "WHERE query_name = %s AND end_offsets ? %s ORDER BY batch_id DESC LIMIT 1",
+            "WHERE query_name = %s AND end_offsets ? %s ORDER BY recorded_at DESC, batch_id DESC LIMIT 1",
             (RAW_LANDING, topic),
         )
         row = cur.fetchone()
