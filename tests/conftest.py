@@ -19,6 +19,20 @@ def make_settings(run_dir, **overrides):
     stack's Delta log): tests that wait for bronze then wait less."""
     return isolated_settings(run_dir, **{"stream_max_batch_delay_seconds": 10.0, **overrides})
 
+@pytest.fixture(scope="module")
+def spark(request, tmp_path_factory):
+    """A local Spark session for a test module, built as the jobs build theirs
+    (lakehouse.spark.spark_session), in a run directory of its own: Spark's
+    warehouse never lands in the checkout's .run, which `make up` would then
+    refuse (stack.foreign_run_dir). A module that needs other settings
+    defines its own `spark`."""
+    from lakehouse.spark import spark_session
+
+    session = spark_session(make_settings(tmp_path_factory.mktemp("spark") / "run"), request.module.__name__)
+    yield session
+    session.stop()
+
+
 #: Seconds each long test file took (its tests' setup, call and teardown) in
 #: `make test` on 2 cores (2 pytest-xdist workers, 2026-12-04, `--junitxml`).
 #: `make test` hands whole files to its workers in collection order

@@ -34,16 +34,6 @@ SPARK_SCHEMA = ("event_id string, user_id bigint, event_type string, source stri
                 "event_ts timestamp")
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from lakehouse.settings import Settings
-    from lakehouse.spark import spark_session
-
-    session = spark_session(Settings(_env_file=None), "test_batch_quality")
-    yield session
-    session.stop()
-
-
 @pytest.fixture(params=["spark", "pandas"])
 def engine(request):
     """Turns a pandas frame into what the gate validates: a Spark DataFrame, or the frame itself."""

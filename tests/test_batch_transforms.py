@@ -15,19 +15,9 @@ from lakehouse.batch import silver
 from lakehouse.batch.dates import EventDateError, parse_event_date, resolve_event_date
 from lakehouse.batch.gold import MODELS
 from lakehouse.contract import BRONZE_EVENTS_SCHEMA
-from lakehouse.settings import Settings
-from lakehouse.spark import spark_session
 
 D = date(2026, 11, 20)
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def spark():
-    settings = Settings(_env_file=None)
-    session = spark_session(settings, "test_batch_transforms")
-    yield session
-    session.stop()
 
 
 def bronze_row(event_id="e1", user_id=1, event_type="click", page="/home", source="web", ts=T0,

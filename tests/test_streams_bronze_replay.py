@@ -11,11 +11,9 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-import pytest
 from deltalake import DeltaTable
 
 from lakehouse import catalog
-from lakehouse.spark import spark_session
 from lakehouse.stream import bronze
 from lakehouse.stream.source import validated
 from tests.conftest import make_settings
@@ -24,13 +22,6 @@ KAFKA_SCHEMA = ("key binary, value binary, topic string, partition int, offset l
                 "timestampType int")
 T = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
 APP = "raw-landing:0b8e7c1e-query-id"
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    session = spark_session(make_settings(tmp_path_factory.mktemp("s") / "run"), "test_streams_bronze_replay")
-    yield session
-    session.stop()
 
 
 def batch(spark, first_offset: int, valid: int, invalid: int):

@@ -15,8 +15,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from lakehouse.settings import Settings
-from lakehouse.spark import spark_session
 from lakehouse.stream import realtime
 from lakehouse.stream.source import validated
 
@@ -24,13 +22,6 @@ W = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
 SKEW_MINUTES = 5.0
 KAFKA_SCHEMA = ("key binary, value binary, topic string, partition int, offset long, timestamp timestamp, "
                 "timestampType int")
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_session(Settings(_env_file=None), "test_streams_realtime_transform")
-    yield session
-    session.stop()
 
 
 def event(event_type: str, source: str, ts: datetime, event_id: str | None = None) -> dict:
