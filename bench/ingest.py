@@ -97,8 +97,7 @@ def wait_streams_caught_up(settings: Settings, timeout: float) -> None:
     def caught_up() -> bool:
         rows = query(
             settings,
-            "SELECT DISTINCT ON (query_name) query_name, end_offsets FROM ops.stream_progress "
-            "WHERE query_name = ANY(%s) ORDER BY query_name, batch_id DESC",
+            "SELECT query_name, end_offsets FROM ops.stream_latest WHERE query_name = ANY(%s)",
             (list(names),),
         )
         done = {}

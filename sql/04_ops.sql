@@ -10,8 +10,26 @@ CREATE TABLE IF NOT EXISTS ops.stream_progress (
     end_offsets     jsonb,
     lag             bigint,
     recorded_at     timestamptz      NOT NULL DEFAULT now(),
-    PRIMARY KEY (query_name, batch_id)
+    -- the checkpoint's query id (Spark's progress `id`): a query started on new
+    -- checkpoints numbers its batches from 0 again under a new id
+    query_id        text             NOT NULL DEFAULT '',
+    PRIMARY KEY (query_name, query_id, batch_id)
 );
+-- Databases made before the query id was recorded: their rows get '' and the key
+-- takes the query id, so a new checkpoint's batch N no longer overwrites the old one's.
+ALTER TABLE ops.stream_progress ADD COLUMN IF NOT EXISTS query_id text NOT NULL DEFAULT '';
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_constraint c
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+        WHERE c.conrelid = 'ops.stream_progress'::regclass AND c.contype = 'p' AND a.attname = 'query_id'
+    ) THEN
+        ALTER TABLE ops.stream_progress DROP CONSTRAINT stream_progress_pkey,
+            ADD CONSTRAINT stream_progress_pkey PRIMARY KEY (query_name, query_id, batch_id);
+    END IF;
+END
+$$;
 CREATE INDEX IF NOT EXISTS stream_progress_recorded_at ON ops.stream_progress (query_name, recorded_at DESC);
 -- From Spark's Kafka source metrics (avgOffsetsBehindLatest, maxOffsetsBehindLatest), and
 -- fast aggregation's count of events left out of realtime for their future skew.
@@ -45,7 +63,7 @@ SELECT latest.*
 FROM streams
 CROSS JOIN LATERAL (
     SELECT p.query_name, p.batch_id, p.input_rows, p.rows_per_second, p.duration_ms, p.end_offsets, p.lag,
-           p.recorded_at, p.avg_offsets_behind, p.max_offsets_behind, p.future_events
+           p.recorded_at, p.avg_offsets_behind, p.max_offsets_behind, p.future_events, p.query_id
     FROM ops.stream_progress p
     WHERE p.query_name = streams.query_name
     ORDER BY p.recorded_at DESC

@@ -22,7 +22,8 @@ def test_lag_sums_partitions_behind_the_high_watermark():
 
 def test_progress_row_from_spark_progress_json():
     progress = {
-        "name": "raw-landing", "batchId": 7, "numInputRows": 400, "processedRowsPerSecond": 800.5,
+        "id": "9a1c-query", "runId": "r-1", "name": "raw-landing", "batchId": 7, "numInputRows": 400,
+        "processedRowsPerSecond": 800.5,
         "durationMs": {"triggerExecution": 512, "addBatch": 300},
         "sources": [{"endOffset": json.dumps({"t": {"0": 100}}), "latestOffset": json.dumps({"t": {"0": 130}}),
                      "metrics": {"avgOffsetsBehindLatest": "30.0", "maxOffsetsBehindLatest": "30",
@@ -30,11 +31,11 @@ def test_progress_row_from_spark_progress_json():
         "observedMetrics": {"future_skew": {"future_events": 2}},
     }
     assert progress_row(progress) == ("raw-landing", 7, 400, 800.5, 512, json.dumps({"t": {"0": 100}}), 30,
-                                      30.0, 30, 2)
+                                      30.0, 30, 2, "9a1c-query")
     idle = dict(progress, numInputRows=0, processedRowsPerSecond=float("nan"), observedMetrics={})
     idle["sources"] = [dict(progress["sources"][0], metrics={"avgOffsetsBehindLatest": "NaN"})]
     assert progress_row(idle)[2:4] == (0, None)
-    assert progress_row(idle)[7:] == (None, None, None)
+    assert progress_row(idle)[7:] == (None, None, None, "9a1c-query")
 
 
 def test_window_starts_are_utc_instants_whatever_the_local_zone(monkeypatch):

@@ -331,8 +331,7 @@ def _offsets_in(obj) -> dict[int, int]:
 def queries_caught_up(settings: Settings, ends: dict[int, int]) -> bool:
     """Both streaming queries' latest progress ends at the topic's end offsets."""
     with psycopg2.connect(settings.pg_dsn("reader"), connect_timeout=5) as conn, conn.cursor() as cur:
-        cur.execute("SELECT DISTINCT ON (query_name) query_name, end_offsets FROM ops.stream_progress "
-                    "ORDER BY query_name, batch_id DESC")
+        cur.execute("SELECT query_name, end_offsets FROM ops.stream_latest")
         latest = {q: _offsets_in(o) for q, o in cur.fetchall()}
     return len(latest) >= 2 and all(all(offs.get(p, -1) >= e for p, e in ends.items()) for offs in latest.values())
 

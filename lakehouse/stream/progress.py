@@ -1,8 +1,12 @@
 """Per-micro-batch progress of the streaming queries into ops.stream_progress.
 
 A StreamingQueryListener receives Spark's progress report after every trigger
-and upserts one row per (query, batch id): input rows, rows/s, duration, end
-offsets and the lag, all from Spark's own progress of the Kafka source:
+and upserts one row per (query name, query id, batch id): input rows, rows/s,
+duration, end offsets and the lag, all from Spark's own progress of the Kafka
+source. The query id is the checkpoint's (Spark's progress `id`): a query
+started on moved-away checkpoints numbers its batches from 0 again under a new
+id, so its rows sit beside the old query's instead of overwriting them, while
+a batch replayed from the same checkpoint updates its own row.
 
     end_offsets         the source's endOffset, {topic: {partition: offset}}
     lag                 sum over partitions of latestOffset - endOffset: the
@@ -12,6 +16,7 @@ offsets and the lag, all from Spark's own progress of the Kafka source:
     max_offsets_behind  the source's maxOffsetsBehindLatest metric
     future_events       events left out of realtime for their future skew
                         (fast aggregation's observed metric; NULL elsewhere)
+    query_id            the checkpoint's query id
 
 Progress is monitoring, not data: if PostgreSQL is away the row is logged and
 dropped, and the stream is never held up by it.
@@ -31,9 +36,9 @@ log = logging.getLogger(__name__)
 UPSERT = """
 INSERT INTO ops.stream_progress
     (query_name, batch_id, input_rows, rows_per_second, duration_ms, end_offsets, lag,
-     avg_offsets_behind, max_offsets_behind, future_events, recorded_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-ON CONFLICT (query_name, batch_id) DO UPDATE SET
+     avg_offsets_behind, max_offsets_behind, future_events, query_id, recorded_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+ON CONFLICT (query_name, query_id, batch_id) DO UPDATE SET
     input_rows = EXCLUDED.input_rows, rows_per_second = EXCLUDED.rows_per_second,
     duration_ms = EXCLUDED.duration_ms, end_offsets = EXCLUDED.end_offsets,
     lag = EXCLUDED.lag, avg_offsets_behind = EXCLUDED.avg_offsets_behind,
@@ -110,6 +115,7 @@ def progress_row(progress: dict) -> tuple | None:
         avg_behind,
         max_behind,
         future_events(progress),
+        str(progress.get("id") or ""),
     )
 
 
