@@ -1,10 +1,11 @@
 """Spark Connect: the long-running Spark of the batch DAG.
 
-Spark Connect is part of Spark (the server class and the driver plugin ship in
-pyspark's `jars/spark-connect_2.13-<version>.jar`). By default a server of
+Spark Connect is part of Spark (its driver plugin ships in pyspark's
+`jars/spark-connect_2.13-<version>.jar`). By default a Spark application of
 its own serves it (`server_command`, program spark-connect; in compose the
 service spark-connect); with SPARK_CONNECT_IN_STREAMS the streams application
-(`plugin_conf`: one Spark JVM for the stack). Either JVM runs `local[2]` with
+(`plugin_conf`: one Spark JVM for the stack). Both load the plugin
+(`spark.plugins`), with the same Spark Connect settings (`connect_conf`). Either JVM runs `local[2]` with
 delta-spark and the Kafka connector on its classpath (`lakehouse.spark.jvm_conf`);
 the DAG's Spark tasks get a thin gRPC client session from Airflow's
 `spark_default` connection (`url`: `sc://<SPARK_CONNECT_HOST>:<SPARK_CONNECT_PORT>`),
@@ -14,11 +15,14 @@ change. gRPC listens on SPARK_CONNECT_HOST (127.0.0.1 under `make up`; in
 docker-compose.yml the service name, so the other containers reach it); the
 driver's own ports stay on 127.0.0.1 (HOST) everywhere.
 
-    spark-submit --class org.apache.spark.sql.connect.service.SparkConnectServer spark-internal
+    spark-submit --conf spark.plugins=org.apache.spark.sql.connect.SparkConnectPlugin ... spark_connect_app.py
 
-is what pyspark's `sbin/start-connect-server.sh` runs (there through
-spark-daemon.sh, which backgrounds it; the process manager needs it in the
-foreground).
+is the program: a PySpark driver that only keeps its session (and so the
+plugin's service) running (`lakehouse.platform.spark_connect_app`), as
+Spark's `bin/spark-connect-shell` keeps a shell. Not `sbin/start-connect-server.sh`'s
+SparkConnectServer class, which gives each client session a class loader of
+its own and so recompiled every task's generated code (docs/decisions.md,
+"Spark Connect from a plugin, not the server class").
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from pathlib import Path
 
 from lakehouse.settings import Settings
 
-SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+#: The program's driver (spark-submit runs it as a script).
+APP = Path(__file__).with_name("spark_connect_app.py")
 #: Spark Connect as a driver plugin of any Spark application (`spark.plugins`):
 #: the same gRPC service, in that application's JVM (the streams' under
 #: SPARK_CONNECT_IN_STREAMS).
@@ -72,9 +77,31 @@ def plugin_conf(settings: Settings) -> dict[str, str]:
     """Spark settings that make a Spark application serve Spark Connect too,
     with the server's heap (SPARK_CONNECT_MEMORY: the DAG's jobs run there)."""
     return {
-        "spark.plugins": PLUGIN_CLASS,
         "spark.driver.memory": settings.spark_connect_memory,
+        **connect_conf(settings),
+    }
+
+
+#: Generated classes Spark keeps compiled (`spark.sql.codegen.cache.maxEntries`,
+#: a static setting; Spark's default 100). A DAG run generates ~120 distinct
+#: classes (Delta's log replays, the models, Great Expectations' queries), so
+#: with 100 each run compiled them all again (docs/performance.md, session 39).
+CODEGEN_CACHE_ENTRIES = 1000
+
+
+def connect_conf(settings: Settings) -> dict[str, str]:
+    """What makes a Spark application serve Spark Connect to the DAG, wherever
+    it runs (the program spark-connect, or the streams): Spark's plugin, where
+    it listens, and generated code shared by every client session. Sessions
+    keep Spark's default class loader (`spark.sql.artifact.isolation.*` off:
+    our clients upload no JVM classes), so the code one task compiled serves
+    the next tasks and runs too; Spark keys its code cache by class loader."""
+    return {
+        "spark.plugins": PLUGIN_CLASS,
         **binding_conf(settings),
+        "spark.sql.artifact.isolation.enabled": "false",
+        "spark.sql.artifact.isolation.alwaysApplyClassloader": "false",
+        "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
     }
 
 
@@ -101,7 +128,7 @@ def server_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": settings.spark_connect_memory,
         "spark.driver.host": HOST,
         "spark.driver.bindAddress": HOST,
-        **binding_conf(settings),
+        **connect_conf(settings),
         "spark.driver.extraJavaOptions": driver_java_options(settings),
         "spark.executor.extraJavaOptions": driver_java_options(settings),
         "spark.sql.session.timeZone": "UTC",
@@ -120,10 +147,10 @@ def server_command(settings: Settings, extra_conf: dict[str, str] | None = None)
     """(argv, environment) of the server, in the foreground; extra_conf wins
     (tests lower spark.driver.maxResultSize with it)."""
     home = spark_home()
-    argv = [str(home / "bin" / "spark-submit"), "--class", SERVER_CLASS]
+    argv = [str(home / "bin" / "spark-submit")]
     for key, value in {**server_conf(settings), **(extra_conf or {})}.items():
         argv += ["--conf", f"{key}={value}"]
-    argv.append("spark-internal")
+    argv.append(str(APP))
     env = {
         "SPARK_HOME": str(home),
         "PYSPARK_PYTHON": sys.executable,
