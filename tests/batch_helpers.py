@@ -84,7 +84,7 @@ def raw_landing_caught_up(settings: Settings, offsets: dict[int, int] | None = N
     with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
         cur.execute(
             "INSERT INTO ops.stream_progress (query_name, batch_id, input_rows, end_offsets, lag, recorded_at) "
-            "VALUES ('raw-landing', %s, 0, %s, 0, '2000-01-01') ON CONFLICT (query_name, batch_id) DO UPDATE "
+            "VALUES ('raw-landing', %s, 0, %s, 0, '2000-01-01') ON CONFLICT (query_name, query_id, batch_id) DO UPDATE "
             "SET end_offsets = EXCLUDED.end_offsets",
             (batch_id, json.dumps({settings.kafka_topic: {str(p): o for p, o in offsets.items()}})),
         )
