@@ -73,13 +73,19 @@ def test_a_new_client_session_reuses_the_code_earlier_sessions_compiled(tmp_path
 def _driver(jvm: psutil.Process) -> psutil.Process:
     """The program's Python process under its JVM, once it has handed over to
     the watcher (spark_connect_app.WATCHER)."""
+    def cmdline(p: psutil.Process) -> str:
+        try:
+            return " ".join(p.cmdline())
+        except psutil.Error:  # the JVM's short-lived children (Hadoop forks chmod), zombies or gone
+            return ""
+
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        kids = [p for p in jvm.children() if "getppid" in " ".join(p.cmdline())]
+        kids = [p for p in jvm.children() if "getppid" in cmdline(p)]
         if kids:
             return kids[0]
         time.sleep(0.5)
-    raise AssertionError(f"no driver watching the Spark JVM {jvm.pid}: {[p.cmdline() for p in jvm.children()]}")
+    raise AssertionError(f"no driver watching the Spark JVM {jvm.pid}: {[cmdline(p) for p in jvm.children()]}")
 
 
 def test_the_driver_ends_when_the_spark_jvm_is_killed(tmp_path):
