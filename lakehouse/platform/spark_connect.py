@@ -5,8 +5,9 @@ Spark Connect is part of Spark (its driver plugin ships in pyspark's
 its own serves it (`server_command`, program spark-connect; in compose the
 service spark-connect); with SPARK_CONNECT_IN_STREAMS the streams application
 (`plugin_conf`: one Spark JVM for the stack). Both load the plugin
-(`spark.plugins`), with the same Spark Connect settings (`connect_conf`). Either JVM runs `local[2]` with
-delta-spark and the Kafka connector on its classpath (`lakehouse.spark.jvm_conf`);
+(`spark.plugins`) with the same Spark Connect settings (`connect_conf`).
+Either JVM runs `local[2]` with delta-spark and the Kafka connector on its
+classpath (`lakehouse.spark.jvm_conf`);
 the DAG's Spark tasks get a thin gRPC client session from Airflow's
 `spark_default` connection (`url`: `sc://<SPARK_CONNECT_HOST>:<SPARK_CONNECT_PORT>`),
 so no task starts a JVM and the JIT-warm JVM serves every task. Pointing
@@ -19,10 +20,10 @@ driver's own ports stay on 127.0.0.1 (HOST) everywhere.
 
 is the program: a PySpark driver that only keeps its session (and so the
 plugin's service) running (`lakehouse.platform.spark_connect_app`), as
-Spark's `bin/spark-connect-shell` keeps a shell. Not `sbin/start-connect-server.sh`'s
-SparkConnectServer class, which gives each client session a class loader of
-its own and so recompiled every task's generated code (docs/decisions.md,
-"Spark Connect from a plugin, not the server class").
+Spark's `bin/spark-connect-shell` keeps a shell. Not the SparkConnectServer
+class of `sbin/start-connect-server.sh`, which gives each client session a
+class loader of its own and so recompiled every task's generated code
+(docs/decisions.md, "Spark Connect from a plugin, not the server class").
 """
 
 from __future__ import annotations
