@@ -19,6 +19,7 @@ def make_settings(run_dir, **overrides):
     stack's Delta log): tests that wait for bronze then wait less."""
     return isolated_settings(run_dir, **{"stream_max_batch_delay_seconds": 10.0, **overrides})
 
+
 @pytest.fixture(scope="module")
 def spark(request, tmp_path_factory):
     """A local Spark session for a test module, built as the jobs build theirs

@@ -11,7 +11,7 @@ from contextlib import closing
 
 import psycopg2
 
-from lakehouse.platform.postgres import sql_files
+from lakehouse.platform.postgres import SQL_DIR
 from lakehouse.stream import progress
 
 
@@ -63,7 +63,7 @@ def test_a_database_from_before_the_query_id_is_migrated(core_stack):
     current one when the schema is applied again (every `make up` does),
     keeping its rows; applying it once more changes nothing. In a transaction
     that is rolled back: the session's database is left as it was."""
-    ops_sql = next(p for p in sql_files() if p.name == "04_ops.sql").read_text()
+    ops_sql = (SQL_DIR / "04_ops.sql").read_text()
     name = f"test-migrate-{uuid.uuid4().hex[:8]}"
     with closing(psycopg2.connect(core_stack.pg_dsn("superuser"))) as conn, conn.cursor() as cur:
         try:

@@ -46,7 +46,6 @@ def main() -> None:
 
     spark = SparkSession.builder.getOrCreate()  # every setting comes from spark-submit
     print(f"{spark.conf.get('spark.app.name')}: Spark Connect is served by this application", flush=True)
-    sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, "-S", "-c", WATCHER])
 
 
