@@ -26,7 +26,8 @@ down: ## Stop every process of the stack (data is kept)
 	@[ -x $(LAKEHOUSE) ] && $(LAKEHOUSE) down || true
 
 status: ## Show each service's state
-	@$(LAKEHOUSE) status
+	@# 3 is the CLI's "not running" (LSB's code): an answer here, not make's "Error 3"
+	@$(LAKEHOUSE) status || [ $$? -eq 3 ]
 
 logs: ## Tail the logs of every service (SERVICE=name for one)
 	@$(LAKEHOUSE) logs $(SERVICE)

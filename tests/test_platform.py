@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -121,6 +125,21 @@ def test_logs_of_an_unknown_service_names_the_services(tmp_path, monkeypatch):
     bad = runner.invoke(app, ["logs", "stream"])
     assert bad.exit_code == 1
     assert "no log of 'stream'" in bad.output and "logs of: producer, streams" in bad.output
+
+
+def test_make_status_of_a_stopped_stack_says_so_without_an_error(tmp_path):
+    """`make status` with nothing running prints "not running" and succeeds
+    (make used to add "*** [Makefile] Error 3"); the CLI keeps exit code 3
+    (LSB's "not running") for scripts."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "LAKEHOUSE_RUN_DIR": str(tmp_path / "run")}
+    made = subprocess.run(["make", "-s", "status"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "not running" in made.stdout + made.stderr
+    assert "Error" not in made.stdout + made.stderr
+    cli = subprocess.run([str(Path(sys.executable).parent / "lakehouse"), "status"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 3 and "not running" in cli.stdout + cli.stderr
 
 
 def test_foreign_run_dir_is_refused_and_kept(tmp_path):
