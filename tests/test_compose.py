@@ -462,3 +462,34 @@ def test_producer_health_reads_the_topics_newest_record(core_stack):
         producer.close()
     assert not compose.topic_is_fresh(servers, f"{topic}-missing", 60)
     assert not compose.topic_is_fresh(["127.0.0.1:1"], topic, 60)  # no broker: unhealthy, no hang
+
+
+def test_dashboard_health_asks_its_login_page(monkeypatch):
+    """An HTTP health check is healthy on a 200 only: not on another status,
+    not when nothing listens (stack.http_error, also what `lakehouse up`
+    waits with)."""
+    import http.server
+    import threading
+
+    status = {"/login": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(status.get(self.path, 404))
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    s = make_settings(REPO_ROOT / ".run-compose-test-unused", dashboard_port=server.server_address[1])
+    monkeypatch.setattr(compose, "get_settings", lambda: s)
+    try:
+        assert CliRunner().invoke(compose.app, ["health", "dashboard"]).exit_code == 0
+        status["/login"] = 503
+        assert CliRunner().invoke(compose.app, ["health", "dashboard"]).exit_code == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert CliRunner().invoke(compose.app, ["health", "dashboard"]).exit_code == 1  # nothing listens

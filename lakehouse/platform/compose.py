@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import urllib.request
 
 import psycopg2
 import typer
@@ -41,14 +40,6 @@ def init() -> None:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     typer.echo("lakehouse compose init: schema, topic and Airflow metadata ready")
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def stream_is_fresh(dsn: str, query_name: str, max_age_s: float) -> bool:
@@ -98,12 +89,13 @@ def health(
     """Exit 0 when the service is healthy, 1 otherwise (docker's healthcheck)."""
     settings = get_settings()
     if service == "airflow-api-server":
-        ok = _http_ok(airflow.base_url(settings) + "/api/v2/monitor/health")
+        ok = stack.http_error(airflow.base_url(settings) + "/api/v2/monitor/health") is None
     elif service == "airflow-scheduler":
         # the scheduler's own /health server (AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK)
-        ok = _http_ok(f"http://{airflow.SCHEDULER_HEALTH_HOST}:{settings.airflow_scheduler_health_port}/health")
+        health = f"http://{airflow.SCHEDULER_HEALTH_HOST}:{settings.airflow_scheduler_health_port}/health"
+        ok = stack.http_error(health) is None
     elif service == "dashboard":
-        ok = _http_ok(f"http://127.0.0.1:{settings.dashboard_port}/login")
+        ok = stack.http_error(f"http://127.0.0.1:{settings.dashboard_port}/login") is None
     elif service in JOB_TYPES:
         env = {**os.environ, **airflow.environment(settings)}
         res = subprocess.run(

@@ -261,16 +261,22 @@ def wait_port_open(host: str, port: int, timeout: float, what: str) -> None:
     raise PlatformError(f"{what} is not listening on {host}:{port} after {timeout:.0f}s")
 
 
+def http_error(url: str, timeout: float = 5.0) -> str | None:
+    """None when GET `url` answers 200 now; else why not."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return None if r.status == 200 else f"HTTP {r.status}"
+    except OSError as exc:
+        return str(exc)
+
+
 def wait_http_ok(url: str, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as r:
-                if r.status == 200:
-                    return
-        except OSError as exc:
-            last = exc
+        last = http_error(url, 3)
+        if last is None:
+            return
         time.sleep(0.5)
     raise PlatformError(f"{what} not healthy at {url} after {timeout:.0f}s: {last}")
 
