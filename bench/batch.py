@@ -78,10 +78,26 @@ class Rest:
         return resp.json()
 
 
-def set_paused(settings: Settings, dag_id: str, paused: bool) -> None:
+def set_paused(settings: Settings, dag_id: str, paused: bool, timeout: float = 180) -> None:
     """Pause (or unpause) a DAG, e.g. lakehouse_catch_up while the benchmark
-    writes a day into bronze that it would otherwise run by itself."""
-    Rest(settings).call("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+    writes a day into bronze that it would otherwise run by itself. Waits
+    (up to `timeout`) for a DAG the dag-processor has not parsed yet (404)."""
+    import requests
+
+    from lakehouse.polling import wait_for
+
+    api = Rest(settings)
+
+    def patched() -> bool:
+        try:
+            api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+            return True
+        except requests.HTTPError as exc:
+            if exc.response is not None and exc.response.status_code == 404:
+                return False
+            raise
+
+    wait_for(patched, timeout, f"Airflow to know the DAG {dag_id}", every=2.0)
 
 
 def wait_idle(api: Rest, timeout: float = 1800) -> None:

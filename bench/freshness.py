@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from itertools import islice
 
@@ -117,6 +118,20 @@ def run_once(settings: Settings, run: int, seconds: float, rate: float, interval
     log(f"freshness run {run + 1}: p50 {result['p50']:.2f}s p95 {result['p95']:.2f}s p99 {result['p99']:.2f}s; "
         f"{missing} never visible, {over} over-counted")
     return result
+
+
+def run_while(settings: Settings, work, run: int, lead: float, seconds: float, rate: float, interval: float,
+              log) -> tuple[object, dict]:
+    """(work(), freshness): `run_once` while `work` (a DAG run triggered
+    through the REST API) runs in a thread started `lead` seconds before the
+    first send: what the dashboard shows while the DAG's Spark jobs share the
+    machine (and, with SPARK_CONNECT_IN_STREAMS, the streams' JVM) with the
+    micro-batches. An error of `work` is raised after the measurement."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="work") as pool:
+        pending = pool.submit(work)
+        time.sleep(lead)
+        fresh = run_once(settings, run, seconds, rate, interval, 60.0, log)
+        return pending.result(), fresh
 
 
 def settle(settings: Settings, timeout: float, log) -> float:
