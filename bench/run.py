@@ -449,7 +449,13 @@ class Bench:
                                                             d["pss_peak_by_program_gb"].items()))
                     dags.append(d)
                 idle_after = self._idle_after_batch(n)
-                during = self._freshness_during_dag(n, day, dags) if n <= BATCH_RUNS_MAX_EVENTS else []
+                during, during_error = [], f"not run: {n:,} events is above {BATCH_RUNS_MAX_EVENTS:,} (one timed run)"
+                if n <= BATCH_RUNS_MAX_EVENTS:
+                    try:  # a failure here keeps the timed runs' rows
+                        during = self._freshness_during_dag(n, day, dags)
+                    except Exception as exc:  # noqa: BLE001
+                        during_error = f"failed: {exc}"
+                        log(f"batch {n:,}: freshness while a DAG run works failed:\n{traceback.format_exc()}")
             finally:
                 batch.set_paused(self.settings, "lakehouse_catch_up", False)
             self.details[key] = {"floor": floors, "dag": dags, "events": n, "date": day.isoformat(),
@@ -476,7 +482,6 @@ class Bench:
                                      "the same runs, trigger to success"))
             else:
                 for name in names[6:]:
-                    self.rows.append(Row(*name[:3], None, None,
-                                         f"not run: {n:,} events is above {BATCH_RUNS_MAX_EVENTS:,} (one timed run)"))
+                    self.rows.append(Row(*name[:3], None, None, during_error))
         except Exception as exc:  # noqa: BLE001
             self._failed("batch", names, exc)

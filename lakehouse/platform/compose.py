@@ -92,8 +92,8 @@ def health(
         ok = stack.http_error(airflow.base_url(settings) + "/api/v2/monitor/health") is None
     elif service == "airflow-scheduler":
         # the scheduler's own /health server (AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK)
-        health = f"http://{airflow.SCHEDULER_HEALTH_HOST}:{settings.airflow_scheduler_health_port}/health"
-        ok = stack.http_error(health) is None
+        url = f"http://{airflow.SCHEDULER_HEALTH_HOST}:{settings.airflow_scheduler_health_port}/health"
+        ok = stack.http_error(url) is None
     elif service == "dashboard":
         ok = stack.http_error(f"http://127.0.0.1:{settings.dashboard_port}/login") is None
     elif service in JOB_TYPES:
