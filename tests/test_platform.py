@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from lakehouse.platform import stack
 from lakehouse.platform.errors import PlatformError
+from lakehouse.settings import REPO_ROOT
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.integration
@@ -131,13 +132,12 @@ def test_make_status_of_a_stopped_stack_says_so_without_an_error(tmp_path):
     """`make status` with nothing running prints "not running" and succeeds
     (make used to add "*** [Makefile] Error 3"); the CLI keeps exit code 3
     (LSB's "not running") for scripts."""
-    repo = Path(__file__).resolve().parent.parent
     env = {**os.environ, "LAKEHOUSE_RUN_DIR": str(tmp_path / "run")}
-    made = subprocess.run(["make", "-s", "status"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    made = subprocess.run(["make", "-s", "status"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stdout + made.stderr
     assert "not running" in made.stdout + made.stderr
     assert "Error" not in made.stdout + made.stderr
-    cli = subprocess.run([str(Path(sys.executable).parent / "lakehouse"), "status"], cwd=repo, env=env,
+    cli = subprocess.run([str(Path(sys.executable).parent / "lakehouse"), "status"], cwd=REPO_ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert cli.returncode == 3 and "not running" in cli.stdout + cli.stderr
 
