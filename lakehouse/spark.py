@@ -24,9 +24,21 @@ def class_archive(settings: Settings) -> Path:
     it read-only instead of loading those classes from the jars: a local
     session started and ran its first Delta jobs with a third less CPU (JVM
     CPU 21-22 s against 32-34 s, docs/performance.md), and the JVMs share
-    its pages. A stale archive (another JDK or other jars) is refused by the
-    JVM, which then loads the classes as without one."""
+    its pages (ARCHIVE_AT_FIXED_ADDRESS). A stale archive (another JDK or
+    other jars) is refused by the JVM, which then loads the classes as
+    without one."""
     return settings.lakehouse_jvm_dir.resolve() / "spark-classes.jsa"
+
+
+#: Map the class-data archives at the address they were made for. JDK 17.0.15
+#: maps them elsewhere by default (`ArchiveRelocationMode=1`, for address
+#: randomisation) and then rewrites every pointer in them: each JVM dirtied its
+#: own private copy of the archive (~150 MB of Spark's 190 MB), so the pages
+#: were not shared at all. At the archive's own address the read-only part
+#: stays clean file pages that the streams, the Spark Connect server and any
+#: other Spark JVM share: ~46 MB PSS less for each of two JVMs (the JDK's
+#: diagnostic option, hence the unlock; docs/performance.md, session 41).
+ARCHIVE_AT_FIXED_ADDRESS = "-XX:+UnlockDiagnosticVMOptions -XX:ArchiveRelocationMode=0"
 
 
 def driver_java_options(settings: Settings, *, with_archive: bool = True) -> str:
@@ -36,7 +48,7 @@ def driver_java_options(settings: Settings, *, with_archive: bool = True) -> str
     options = f"{UTC_JAVA_OPTION} {settings.spark_java_options}".strip()
     archive = class_archive(settings)
     if with_archive and archive.is_file() and not any(c.isspace() for c in str(archive)):
-        options += f" -XX:SharedArchiveFile={archive}"
+        options += f" -XX:SharedArchiveFile={archive} {ARCHIVE_AT_FIXED_ADDRESS}"
     return options
 
 
