@@ -67,6 +67,7 @@ def test_broker_config_is_one_loopback_node_with_replication_1(tmp_path):
     assert props["log.dirs"] == str(settings.run_dir / "kafka")
     assert props["log.retention.hours"] == "168" and int(props["log.retention.bytes"]) == 4 * 1024**3
     assert props["log.message.timestamp.before.max.ms"] == str(168 * 3_600_000)
+    assert props["log.cleaner.dedupe.buffer.size"] == str(16 * 1024**2)
     broker.write_config(settings)
     cmd = broker.server_command(settings)
     assert "-Xmx384m" in cmd and cmd[-2] == "kafka.Kafka"
@@ -111,6 +112,22 @@ def test_log_is_formatted_once_and_a_second_format_is_refused(own_stack):
         broker.format_storage(own_stack, broker.new_cluster_id())
     assert broker.read_meta(logs / "meta.properties")["cluster.id"] == cid
     assert set(before) <= set(tree(logs))
+
+
+def test_the_running_broker_uses_the_small_cleaner_map(own_stack):
+    """The broker took the configuration it was given (DescribeConfigs of the
+    node): the log cleaner's map is 16 MB of heap, not Kafka's 128 MB."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=own_stack.kafka_bootstrap_list)
+    try:
+        answer = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, str(broker.NODE_ID))],
+                                        config_filter="all")
+    finally:
+        admin.close()
+    values = {key: data["value"] for key, data in answer["broker"][str(broker.NODE_ID)].items()}
+    assert values["log.cleaner.dedupe.buffer.size"] == str(broker.CLEANER_DEDUPE_BUFFER) == str(16 * 1024**2)
+    assert values["log.cleaner.enable"] == "true"
 
 
 def test_topic_has_the_configured_partitions_and_creating_it_again_is_a_noop(own_stack):

@@ -83,6 +83,9 @@ def classpath(settings: Settings) -> str:
 
 
 # --- configuration -------------------------------------------------------------------
+#: Heap bytes of the log cleaner's de-duplication map (log.cleaner.dedupe.buffer.size).
+CLEANER_DEDUPE_BUFFER = 16 * MB
+
 def server_properties(settings: Settings) -> dict[str, str]:
     """The broker's configuration: one node, loopback only, replication 1."""
     host, port = host_port(settings)
@@ -125,6 +128,13 @@ def server_properties(settings: Settings) -> dict[str, str]:
         "num.network.threads": "2",
         "num.io.threads": "4",
         "num.recovery.threads.per.data.dir": "2",
+        # The log cleaner (compaction of __consumer_offsets and
+        # __transaction_state) allocates its de-duplication map on the heap at
+        # start: Kafka's default 128 MB was most of an idle broker's live heap
+        # (the broker 318 MB PSS after start, 227 MB with 16 MB;
+        # docs/performance.md, session 41). 16 MB holds ~600,000 keys per
+        # cleaning pass, far more than one node's internal topics have.
+        "log.cleaner.dedupe.buffer.size": str(CLEANER_DEDUPE_BUFFER),
     }
 
 
