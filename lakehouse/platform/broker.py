@@ -86,6 +86,7 @@ def classpath(settings: Settings) -> str:
 #: Heap bytes of the log cleaner's de-duplication map (log.cleaner.dedupe.buffer.size).
 CLEANER_DEDUPE_BUFFER = 16 * MB
 
+
 def server_properties(settings: Settings) -> dict[str, str]:
     """The broker's configuration: one node, loopback only, replication 1."""
     host, port = host_port(settings)
