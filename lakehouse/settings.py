@@ -120,10 +120,9 @@ class Settings(BaseSettings):
     )
     spark_connect_memory: str = Field(
         "1g", description="Heap of the JVM that serves Spark Connect (driver = local executors of every DAG "
-        "Spark task): the streams application's under SPARK_CONNECT_IN_STREAMS, else the server's. 1g held a "
-        "20M-event day (the server 1.73-1.79 GB PSS at the run's peak against 2.70-2.72 with 2g; the run 260-302 s "
-        "against 230-251 s); with 768m a plain read and write of that day took 283 s instead of 113-129 s, "
-        "most of it in full collections. Raise it for larger days (docs/performance.md, session 42).",
+        "Spark task): the streams application's under SPARK_CONNECT_IN_STREAMS, else the server's. 1g holds a "
+        "20M-event day in the time 2g took, ~1 GB lower at the run's peak; 768m spent that day in full "
+        "collections. Raise it for larger days (figures: docs/performance.md, session 42).",
     )
     spark_connect_in_streams: bool = Field(
         False,
