@@ -27,6 +27,13 @@ IDLE_AFTER_BATCH_S = (75, 95)
 
 #: Paused for the whole benchmark (a scheduled OPTIMIZE and VACUUM).
 MAINTENANCE_DAG = "lakehouse_maintenance"
+#: Paused for the whole benchmark too: every 15 minutes (BATCH_CATCH_UP_MINUTES)
+#: it runs the DAG for each closed date whose bronze changed, and the drain's
+#: events land on a closed date (bench.drain.DRAIN_DAY), so in a full run a
+#: tick that fell in the drain phase ran a DAG over 1-3M events on the same two
+#: cores as the drain it measured (docs/performance.md, session 43). The batch
+#: phase triggers its runs itself.
+CATCH_UP_DAG = "lakehouse_catch_up"
 
 #: Freshness while a DAG run works: the first event is sent this many seconds
 #: after the trigger (the sensor's poke and Airflow's hand-off are over, the
@@ -164,6 +171,8 @@ class Bench:
 
             batch.set_paused(self.settings, MAINTENANCE_DAG, True)
             log(f"stack: {MAINTENANCE_DAG} paused for the benchmark (it runs daily at 03:30 UTC)")
+            batch.set_paused(self.settings, CATCH_UP_DAG, True)
+            log(f"stack: {CATCH_UP_DAG} paused for the benchmark (it would run the drain's closed date)")
             self.details["load_average"] = {"start": load_average()}
             for phase, method in (("ceiling", self.phase_ceiling), ("ingest", self.phase_ingest_and_memory),
                                   ("drain", self.phase_drain), ("freshness", self.phase_freshness),
@@ -417,48 +426,44 @@ class Bench:
             from bench import batch
 
             # The running stack as users have it (scheduler, triggerer, Spark
-            # Connect, streams idle: no producer). lakehouse_catch_up is paused
-            # while the day is written straight into bronze (it would run the
-            # new date by itself).
+            # Connect, streams idle: no producer). CATCH_UP_DAG is paused (run):
+            # it would run the day written straight into bronze by itself.
             if spark_connect.external(self.settings):
                 raise NotRun("not run: spark_default is another Spark's (AIRFLOW_CONN_SPARK_DEFAULT); "
                              "the benchmark measures the stack's own")
             self._require_programs(spark_connect.program(self.settings), "airflow-scheduler", "airflow-triggerer")
-            batch.set_paused(self.settings, "lakehouse_catch_up", True)
+            stack_ctl.wait_for_airflow_idle(self.settings)
             batch.ensure_stream_progress(self.settings, log)
             runs = 1 if n > BATCH_RUNS_MAX_EVENTS else self.config.runs
             key = f"batch_{n}"
-            try:
-                logs = self.out_dir / "logs"
-                logs.mkdir(parents=True, exist_ok=True)
-                self.details[f"{key}_write"] = batch.write_day(self.settings, day, n, log, logs / "big_day.log")
-                floors, dags = [], []
-                for i in range(runs):
-                    f = batch.floor_once(self.settings, day, self.run_root / f"floor-{n}-{i}", logs / "floor.log")
-                    log(f"batch {n:,}: floor run {i + 1}: {f['wall_s']:.1f}s wall "
-                        f"({f['read_write_s']:.1f}s read+write, {f['rows']:,} rows)")
-                    floors.append(f)
-                from bench.memory import peak_by_program
+            logs = self.out_dir / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            self.details[f"{key}_write"] = batch.write_day(self.settings, day, n, log, logs / "big_day.log")
+            floors, dags = [], []
+            for i in range(runs):
+                f = batch.floor_once(self.settings, day, self.run_root / f"floor-{n}-{i}", logs / "floor.log")
+                log(f"batch {n:,}: floor run {i + 1}: {f['wall_s']:.1f}s wall "
+                    f"({f['read_write_s']:.1f}s read+write, {f['rows']:,} rows)")
+                floors.append(f)
+            from bench.memory import peak_by_program
 
-                for i in range(runs):
-                    d, samples = self._sampling_programs(lambda: batch.rest_once(self.settings, day))
-                    d["pss_peak_gb"] = max((s.pss or 0 for s in samples), default=0) / 1e9
-                    d["pss_peak_by_program_gb"] = {p: round(v, 3) for p, v in peak_by_program(samples).items()}
-                    log(f"batch {n:,}: REST-triggered run {i + 1}: {d['wall_s']:.1f}s, stack peak "
-                        f"{d['pss_peak_gb']:.2f} GB PSS; tasks {d['tasks']}")
-                    log("  at the peak, GB PSS: " + ", ".join(f"{p} {v:.2f}" for p, v in
-                                                            d["pss_peak_by_program_gb"].items()))
-                    dags.append(d)
-                idle_after = self._idle_after_batch(n)
-                during, during_error = [], f"not run: {n:,} events is above {BATCH_RUNS_MAX_EVENTS:,} (one timed run)"
-                if n <= BATCH_RUNS_MAX_EVENTS:
-                    try:  # a failure here keeps the timed runs' rows
-                        during = self._freshness_during_dag(n, day, dags)
-                    except Exception as exc:  # noqa: BLE001
-                        during_error = f"failed: {exc}"
-                        log(f"batch {n:,}: freshness while a DAG run works failed:\n{traceback.format_exc()}")
-            finally:
-                batch.set_paused(self.settings, "lakehouse_catch_up", False)
+            for i in range(runs):
+                d, samples = self._sampling_programs(lambda: batch.rest_once(self.settings, day))
+                d["pss_peak_gb"] = max((s.pss or 0 for s in samples), default=0) / 1e9
+                d["pss_peak_by_program_gb"] = {p: round(v, 3) for p, v in peak_by_program(samples).items()}
+                log(f"batch {n:,}: REST-triggered run {i + 1}: {d['wall_s']:.1f}s, stack peak "
+                    f"{d['pss_peak_gb']:.2f} GB PSS; tasks {d['tasks']}")
+                log("  at the peak, GB PSS: " + ", ".join(f"{p} {v:.2f}" for p, v in
+                                                        d["pss_peak_by_program_gb"].items()))
+                dags.append(d)
+            idle_after = self._idle_after_batch(n)
+            during, during_error = [], f"not run: {n:,} events is above {BATCH_RUNS_MAX_EVENTS:,} (one timed run)"
+            if n <= BATCH_RUNS_MAX_EVENTS:
+                try:  # a failure here keeps the timed runs' rows
+                    during = self._freshness_during_dag(n, day, dags)
+                except Exception as exc:  # noqa: BLE001
+                    during_error = f"failed: {exc}"
+                    log(f"batch {n:,}: freshness while a DAG run works failed:\n{traceback.format_exc()}")
             self.details[key] = {"floor": floors, "dag": dags, "events": n, "date": day.isoformat(),
                                  "idle_after": idle_after, "during": during}
             fmed = summarize([f["wall_s"] for f in floors]).median
