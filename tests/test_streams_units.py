@@ -122,3 +122,47 @@ def test_the_validation_udf_brings_only_lakehouse_validation_into_a_worker():
     preloaded = ("pandas", "pyarrow.compute", "msgspec", "pyspark.worker", "lakehouse.validation")
     assert _fresh_python(f"import json, sys, lakehouse.stream.python_daemon; "
                          f"print(json.dumps([m for m in {preloaded!r} if m not in sys.modules]))") == []
+
+
+def _spark_python_path() -> list[str]:
+    """What Spark puts in front of its Python workers' path (PythonUtils.sparkPythonPath) for this pyspark."""
+    from pathlib import Path
+
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    archives = [*sorted((home / "python" / "lib").glob("*.zip")), *sorted((home / "jars").glob("spark-core_*.jar"))]
+    assert len(archives) == 3, archives  # pyspark.zip, py4j's zip, spark-core's jar
+    return [str(a) for a in archives]
+
+
+def test_the_streams_daemon_drops_sparks_archives_when_pyspark_is_installed():
+    """Spark's archives go from the path only when pyspark and py4j are found
+    on the rest of it: a Spark whose workers have no pyspark installed keeps them."""
+    from lakehouse.stream.python_daemon import without_spark_archives
+
+    archives = _spark_python_path()
+    installed = [p for p in sys.path if p.endswith("site-packages")]
+    assert without_spark_archives([*archives, *installed]) == installed
+    assert without_spark_archives(archives) == archives  # nowhere else to import pyspark from
+    assert without_spark_archives(installed) == installed
+
+
+def test_a_worker_forked_from_the_streams_daemon_reads_no_archive_again():
+    """pyspark's worker calls importlib.invalidate_caches() at its first task
+    (after adding Spark's file directory to sys.path); with Spark's archives
+    on the path every zip importer then read its archive's directory again
+    (~21 MB and ~0.2 s per worker). In an interpreter started as Spark starts
+    the daemon, nothing is read from or cached of an archive."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(_spark_python_path())}
+    code = ("import importlib, json, sys, zipimport, lakehouse.stream.python_daemon, pyspark; "
+            "sys.path.insert(0, '/nonexistent-spark-files'); importlib.invalidate_caches(); "
+            "print(json.dumps([pyspark.__file__, list(zipimport._zip_directory_cache)]))")
+    from lakehouse.settings import REPO_ROOT
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+                         env=env)
+    pyspark_file, cached = json.loads(out.stdout)
+    assert ".zip" not in pyspark_file and cached == []
