@@ -125,20 +125,25 @@ def test_the_validation_udf_brings_only_lakehouse_validation_into_a_worker():
 
 
 def _spark_python_path() -> list[str]:
-    """What Spark puts in front of its Python workers' path (PythonUtils.sparkPythonPath) for this pyspark."""
+    """What Spark puts in front of its Python workers' path (PythonUtils.sparkPythonPath) for this
+    pyspark, in its order: pyspark.zip, py4j's zip, spark-core's jar."""
     from pathlib import Path
 
     import pyspark
 
     home = Path(pyspark.__file__).parent
-    archives = [*sorted((home / "python" / "lib").glob("*.zip")), *sorted((home / "jars").glob("spark-core_*.jar"))]
-    assert len(archives) == 3, archives  # pyspark.zip, py4j's zip, spark-core's jar
+    lib = home / "python" / "lib"
+    archives = [lib / "pyspark.zip", *sorted(lib.glob("py4j-*-src.zip")), *sorted((home / "jars").glob("spark-core_*.jar"))]
+    assert len(archives) == 3 and all(a.is_file() for a in archives), archives
     return [str(a) for a in archives]
 
 
-def test_the_streams_daemon_drops_sparks_archives_when_pyspark_is_installed():
-    """Spark's archives go from the path only when pyspark and py4j are found
-    on the rest of it: a Spark whose workers have no pyspark installed keeps them."""
+def test_the_streams_daemon_drops_sparks_archives_when_pyspark_is_installed(tmp_path):
+    """Spark's archives go from the path only when the pyspark and py4j they
+    ship are installed, in the same versions, on the rest of it: a Spark whose
+    workers have no pyspark installed, or another version, keeps them."""
+    import zipfile
+
     from lakehouse.stream.python_daemon import without_spark_archives
 
     archives = _spark_python_path()
@@ -146,6 +151,10 @@ def test_the_streams_daemon_drops_sparks_archives_when_pyspark_is_installed():
     assert without_spark_archives([*archives, *installed]) == installed
     assert without_spark_archives(archives) == archives  # nowhere else to import pyspark from
     assert without_spark_archives(installed) == installed
+    other = tmp_path / "pyspark.zip"  # a Spark of another version than the one installed
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("pyspark/version.py", '__version__: str = "3.5.7"\n')
+    assert without_spark_archives([str(other), *archives[1:], *installed]) == [str(other), *archives[1:], *installed]
 
 
 def test_a_worker_forked_from_the_streams_daemon_reads_no_archive_again():
