@@ -133,7 +133,8 @@ def _spark_python_path() -> list[str]:
 
     home = Path(pyspark.__file__).parent
     lib = home / "python" / "lib"
-    archives = [lib / "pyspark.zip", *sorted(lib.glob("py4j-*-src.zip")), *sorted((home / "jars").glob("spark-core_*.jar"))]
+    archives = [lib / "pyspark.zip", *sorted(lib.glob("py4j-*-src.zip")),
+                *sorted((home / "jars").glob("spark-core_*.jar"))]
     assert len(archives) == 3 and all(a.is_file() for a in archives), archives
     return [str(a) for a in archives]
 
