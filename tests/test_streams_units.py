@@ -97,11 +97,13 @@ def test_raw_landing_batching_options():
     assert "minOffsetsPerTrigger" not in kafka_options(Settings(_env_file=None))
 
 
-def _fresh_python(code: str):
-    """What `code` prints as JSON, run in a fresh interpreter of this venv, from the repository."""
+def _fresh_python(code: str, env: dict[str, str] | None = None):
+    """What `code` prints as JSON, run in a fresh interpreter of this venv, from the repository
+    (with `env` as its environment when given)."""
     from lakehouse.settings import REPO_ROOT
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+                         env=env)
     return json.loads(out.stdout)
 
 
@@ -167,12 +169,8 @@ def test_a_worker_forked_from_the_streams_daemon_reads_no_archive_again():
     import os
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(_spark_python_path())}
-    code = ("import importlib, json, sys, zipimport, lakehouse.stream.python_daemon, pyspark; "
-            "sys.path.insert(0, '/nonexistent-spark-files'); importlib.invalidate_caches(); "
-            "print(json.dumps([pyspark.__file__, list(zipimport._zip_directory_cache)]))")
-    from lakehouse.settings import REPO_ROOT
-
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT,
-                         env=env)
-    pyspark_file, cached = json.loads(out.stdout)
+    pyspark_file, cached = _fresh_python(
+        "import importlib, json, sys, zipimport, lakehouse.stream.python_daemon, pyspark; "
+        "sys.path.insert(0, '/nonexistent-spark-files'); importlib.invalidate_caches(); "
+        "print(json.dumps([pyspark.__file__, list(zipimport._zip_directory_cache)]))", env)
     assert ".zip" not in pyspark_file and cached == []
