@@ -52,6 +52,25 @@ def driver_java_options(settings: Settings, *, with_archive: bool = True) -> str
     return options
 
 
+#: How much of its recent work Spark's status store keeps: the data behind its
+#: web UI and status APIs, which it records whether or not the UI runs (every
+#: Spark JVM of ours runs without one), each SQL execution with its plan
+#: description, plan graph and metrics. Spark keeps the last 1,000 SQL
+#: executions, jobs and stages and 200 Spark Connect statements and sessions:
+#: the streams reach 1,000 executions within ten minutes of micro-batches,
+#: the Spark Connect server within twenty 1M-event DAG runs, and then carry
+#: them in their heaps for good (docs/performance.md, session 45). Nothing of
+#: ours reads them: a query's progress comes from its own listener
+#: (`lakehouse.stream.progress`), not from the status store.
+STATUS_RETENTION = {
+    "spark.sql.ui.retainedExecutions": "50",
+    "spark.ui.retainedJobs": "50",
+    "spark.ui.retainedStages": "100",
+    "spark.sql.connect.ui.retainedStatements": "50",
+    "spark.sql.connect.ui.retainedSessions": "50",
+}
+
+
 def jvm_conf(settings: Settings) -> dict[str, str]:
     """Spark settings that bring in the Kafka connector and delta-spark, from
     the jars setup resolved (no network at run time), size Delta's snapshot
@@ -60,7 +79,8 @@ def jvm_conf(settings: Settings) -> dict[str, str]:
     SPARK_PERIODIC_GC_INTERVAL so that a JVM gives back what a burst of work
     grew, and keep Spark's warehouse directory (made by the first SQL
     statement, unused: every table is a Delta path) in the run directory, not
-    in the directory the JVM was started from (the checkout, under `make up`)."""
+    in the directory the JVM was started from (the checkout, under `make up`),
+    and keep only a little of Spark's status history (STATUS_RETENTION)."""
     return {
         "spark.jars": ",".join(str(j) for j in settings.jvm_jars("spark")),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -70,6 +90,7 @@ def jvm_conf(settings: Settings) -> dict[str, str]:
         # a full GC this often, after which the heap shrinks (SPARK_JAVA_OPTIONS)
         "spark.cleaner.periodicGC.interval": settings.spark_periodic_gc_interval,
         "spark.sql.warehouse.dir": str(settings.run_dir / "spark-warehouse"),
+        **STATUS_RETENTION,
     }
 
 

@@ -1,4 +1,5 @@
-"""A Spark JVM of ours gives back the heap a burst of work grew.
+"""A Spark JVM of ours gives back the heap a burst of work grew, and keeps
+little of its status history.
 
 The Spark Connect server is the DAG's Spark: a 1M-event run grows its heap to
 ~1 GB, and without a full GC the JVM keeps it committed until the next run
@@ -8,6 +9,10 @@ we start runs a full GC every SPARK_PERIODIC_GC_INTERVAL
 settings, shrinks its heap at that GC. Here a server of the test's own, with
 a 5 s interval, sorts a few million strings in one task and must then come
 back down within a few of its periodic GCs, without any call from outside.
+
+Spark's status store records every SQL execution, job and stage (plans,
+graphs, metrics) whether or not its UI runs, up to 1,000 of each by default;
+ours keep the last few (`lakehouse.spark.STATUS_RETENTION`).
 """
 
 from __future__ import annotations
@@ -22,8 +27,6 @@ from lakehouse.platform import spark_connect
 from tests.batch_helpers import connect_session, spark_connect_server
 from tests.conftest import make_settings
 
-pytestmark = pytest.mark.slow
-
 
 def pss_mb(pid: int) -> float:
     pss = pss_bytes(pid)
@@ -31,6 +34,7 @@ def pss_mb(pid: int) -> float:
     return pss / 2**20
 
 
+@pytest.mark.slow
 def test_the_spark_connect_server_gives_back_the_heap_a_job_grew(tmp_path):
     settings = make_settings(tmp_path / "run", spark_periodic_gc_interval="5s")
     argv, _ = spark_connect.server_command(settings)
@@ -67,3 +71,27 @@ def test_the_spark_connect_server_gives_back_the_heap_a_job_grew(tmp_path):
         assert now <= baseline + (grown - baseline) / 3, (
             f"the server kept the heap the job grew: {baseline:.0f} MB PSS before, {grown:.0f} after the job, "
             f"{now:.0f} 40 s later")
+
+
+def test_spark_keeps_only_the_last_few_executions_jobs_and_stages(spark, tmp_path):
+    """Twice as many queries as the status store may keep: it records them
+    (the store is not off) and drops the oldest, in a local session as in the
+    Spark Connect server (whose command line carries the same settings)."""
+    from lakehouse.spark import STATUS_RETENTION
+
+    executions_cap = int(STATUS_RETENTION["spark.sql.ui.retainedExecutions"])
+    jobs_cap = int(STATUS_RETENTION["spark.ui.retainedJobs"])
+    store = spark._jsparkSession.sharedState().statusStore()
+    tracker = spark.sparkContext.statusTracker()
+    for i in range(2 * executions_cap):
+        assert spark.range(i + 1).count() == i + 1  # one SQL execution, one job or more
+    # the listener bus applies the limits after each execution's end event
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (store.executionsCount() > executions_cap
+                                           or len(tracker.getJobIdsForGroup()) > jobs_cap):
+        time.sleep(0.5)
+    executions, jobs = store.executionsCount(), len(tracker.getJobIdsForGroup())
+    assert 0 < executions <= executions_cap, f"{executions} SQL executions kept, at most {executions_cap} wanted"
+    assert 0 < jobs <= jobs_cap, f"{jobs} jobs kept, at most {jobs_cap} wanted"
+    argv, _ = spark_connect.server_command(make_settings(tmp_path / "run"))
+    assert all(f"{key}={value}" in argv for key, value in STATUS_RETENTION.items())
