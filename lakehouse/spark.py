@@ -57,8 +57,8 @@ def driver_java_options(settings: Settings, *, with_archive: bool = True) -> str
 #: Spark JVM of ours runs without one), each SQL execution with its plan
 #: description, plan graph and metrics. Spark keeps the last 1,000 SQL
 #: executions, jobs and stages and 200 Spark Connect statements and sessions:
-#: the streams reach 1,000 executions within ten minutes of micro-batches,
-#: the Spark Connect server within twenty 1M-event DAG runs, and then carry
+#: the streams reach 1,000 executions within minutes of micro-batches,
+#: the Spark Connect server within about twenty DAG runs, and then carry
 #: them in their heaps for good (docs/performance.md, session 45). Nothing of
 #: ours reads them: a query's progress comes from its own listener
 #: (`lakehouse.stream.progress`), not from the status store.
