@@ -17,6 +17,7 @@ ours keep the last few (`lakehouse.spark.STATUS_RETENTION`).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -24,6 +25,7 @@ import pytest
 
 from bench.memory import pss_bytes
 from lakehouse.platform import spark_connect
+from lakehouse.polling import wait_for
 from tests.batch_helpers import connect_session, spark_connect_server
 from tests.conftest import make_settings
 
@@ -85,12 +87,19 @@ def test_spark_keeps_only_the_last_few_executions_jobs_and_stages(spark, tmp_pat
     tracker = spark.sparkContext.statusTracker()
     for i in range(2 * executions_cap):
         assert spark.range(i + 1).count() == i + 1  # one SQL execution, one job or more
-    # the listener bus applies the limits after each execution's end event
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (store.executionsCount() > executions_cap
-                                           or len(tracker.getJobIdsForGroup()) > jobs_cap):
-        time.sleep(0.5)
-    executions, jobs = store.executionsCount(), len(tracker.getJobIdsForGroup())
+
+    def counts() -> tuple[int, int]:
+        return store.executionsCount(), len(tracker.getJobIdsForGroup())
+
+    def within_limits() -> bool:
+        executions, jobs = counts()
+        return executions <= executions_cap and jobs <= jobs_cap
+
+    # the listener bus applies the limits after each execution's end event;
+    # the assertions below say what was kept if it never gets there
+    with contextlib.suppress(TimeoutError):
+        wait_for(within_limits, 30, "the status store to drop its oldest executions and jobs")
+    executions, jobs = counts()
     assert 0 < executions <= executions_cap, f"{executions} SQL executions kept, at most {executions_cap} wanted"
     assert 0 < jobs <= jobs_cap, f"{jobs} jobs kept, at most {jobs_cap} wanted"
     argv, _ = spark_connect.server_command(make_settings(tmp_path / "run"))
