@@ -152,12 +152,17 @@ def ensure_cluster(settings: Settings) -> Path:
 
 
 def server_command(settings: Settings) -> list[str]:
-    """Foreground server command for the process manager."""
+    """Foreground server command for the process manager. Sessions start in
+    UTC whatever the host's zone (initdb would take the host's): event dates
+    are UTC days, so `current_date`, `window_start::date` and the times psql
+    shows agree with them (a session may SET TIME ZONE)."""
     return [
         str(bin_dir(settings) / "postgres"),
         "-D", str(data_dir(settings).resolve()),
         "-p", str(settings.pg_port),
         "-c", f"listen_addresses={settings.pg_host}",
+        "-c", "timezone=UTC",
+        "-c", "log_timezone=UTC",
     ]
 
 
