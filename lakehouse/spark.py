@@ -52,6 +52,29 @@ def driver_java_options(settings: Settings, *, with_archive: bool = True) -> str
     return options
 
 
+#: Where a driver's own ports (RPC, block manager, file server) listen when
+#: its executors are on this machine.
+LOOPBACK = "127.0.0.1"
+
+
+def is_local_master(master: str) -> bool:
+    """`local`, `local[N]`, `local[N,F]`, `local-cluster[W,C,M]`: every executor
+    runs on this machine."""
+    return master == "local" or master.startswith(("local[", "local-cluster["))
+
+
+def driver_address_conf(settings: Settings) -> dict[str, str]:
+    """The driver's address. With a local master (SPARK_MASTER, `local[2]` by
+    default), loopback only: by default Spark binds the machine's first
+    non-loopback address, reachable from the network. With a cluster master
+    (`spark://`, `yarn`, `k8s://`) the executors, on other machines, must
+    reach the driver, so Spark's default stays (the machine's address;
+    SPARK_LOCAL_IP or `spark.driver.host` in spark-defaults.conf pick another)."""
+    if is_local_master(settings.spark_master):
+        return {"spark.driver.host": LOOPBACK, "spark.driver.bindAddress": LOOPBACK}
+    return {}
+
+
 #: How much of its recent work Spark's status store keeps: the data behind its
 #: web UI and status APIs, which it records whether or not the UI runs (every
 #: Spark JVM of ours runs without one), each SQL execution with its plan
@@ -106,10 +129,6 @@ def spark_session(settings: Settings, app_name: str, *, java_options: str = "", 
         .appName(app_name)
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.sql.session.timeZone", "UTC")
-        # A local driver listens on loopback only (its RPC and block manager
-        # ports); by default Spark binds the machine's first non-loopback address.
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -117,7 +136,7 @@ def spark_session(settings: Settings, app_name: str, *, java_options: str = "", 
         .config("spark.driver.extraJavaOptions", f"{driver_java_options(settings)} {java_options}".strip())
         .config("spark.executor.extraJavaOptions", UTC_JAVA_OPTION)
     )
-    for key, value in {**jvm_conf(settings), **conf}.items():
+    for key, value in {**driver_address_conf(settings), **jvm_conf(settings), **conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

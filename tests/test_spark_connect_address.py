@@ -76,3 +76,29 @@ def test_the_server_binds_the_address_a_host_name_resolves_to(tmp_path):
         bound = {c.laddr.ip for c in psutil.net_connections(kind="tcp")
                  if c.status == psutil.CONN_LISTEN and c.laddr.port == s.spark_connect_port}
     assert bound and {ip.removeprefix("::ffff:") for ip in bound} == {"127.0.0.1"}, bound
+
+
+@pytest.mark.parametrize("master", ["local", "local[2]", "local[*]", "local[2,3]", "local-cluster[2,1,1024]"])
+def test_with_a_local_master_the_drivers_ports_stay_on_loopback(tmp_path, master):
+    from lakehouse.spark import driver_address_conf
+
+    s = isolated_settings(tmp_path / "run", spark_master=master)
+    _, env = spark_connect.server_command(s)
+    conf = spark_connect.server_conf(s)
+    assert conf["spark.driver.host"] == conf["spark.driver.bindAddress"] == env["SPARK_LOCAL_IP"] == "127.0.0.1"
+    assert driver_address_conf(s) == {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+
+
+@pytest.mark.parametrize("master", ["spark://spark-master:7077", "yarn", "k8s://https://k8s.example:6443"])
+def test_with_a_cluster_master_executors_can_reach_the_driver(tmp_path, master):
+    """Executors on other machines connect to the driver: it must not bind
+    loopback (Spark's default, the machine's address, stays)."""
+    from lakehouse.spark import driver_address_conf
+
+    s = isolated_settings(tmp_path / "run", spark_master=master)
+    _, env = spark_connect.server_command(s)
+    conf = spark_connect.server_conf(s)
+    assert conf["spark.master"] == master
+    assert "spark.driver.host" not in conf and "spark.driver.bindAddress" not in conf
+    assert "SPARK_LOCAL_IP" not in env
+    assert driver_address_conf(s) == {}

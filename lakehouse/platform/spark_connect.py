@@ -14,7 +14,8 @@ so no task starts a JVM and the JIT-warm JVM serves every task. Pointing
 `spark_default` at another Spark Connect endpoint (or a cluster) needs no code
 change. gRPC listens on SPARK_CONNECT_HOST (127.0.0.1 under `make up`; in
 docker-compose.yml the service name, so the other containers reach it); the
-driver's own ports stay on 127.0.0.1 (HOST) everywhere.
+driver's own ports stay on 127.0.0.1 (HOST) with a local master, and take
+the machine's address with a cluster's (`lakehouse.spark.driver_address_conf`).
 
     spark-submit --conf spark.plugins=org.apache.spark.sql.connect.SparkConnectPlugin ... spark_connect_app.py
 
@@ -39,7 +40,8 @@ APP = Path(__file__).with_name("spark_connect_app.py")
 #: the same gRPC service, in that application's JVM (the streams' under
 #: SPARK_CONNECT_IN_STREAMS).
 PLUGIN_CLASS = "org.apache.spark.sql.connect.SparkConnectPlugin"
-#: The driver's own ports (RPC, block manager) and SPARK_CONNECT_HOST's default:
+#: SPARK_CONNECT_HOST's default, and the driver's own ports (RPC, block
+#: manager) with a local master (lakehouse.spark.driver_address_conf):
 #: loopback. The gRPC service listens on SPARK_CONNECT_HOST.
 HOST = "127.0.0.1"
 
@@ -121,14 +123,13 @@ def url(settings: Settings) -> str:
 def server_conf(settings: Settings) -> dict[str, str]:
     """The server's Spark settings: gRPC on SPARK_CONNECT_HOST, the driver's
     own ports on loopback, UTC, delta-spark, quiet logs."""
-    from lakehouse.spark import driver_java_options, jvm_conf
+    from lakehouse.spark import driver_address_conf, driver_java_options, jvm_conf
 
     return {
         "spark.master": settings.spark_master,
         "spark.app.name": "lakehouse-spark-connect",
         "spark.driver.memory": settings.spark_connect_memory,
-        "spark.driver.host": HOST,
-        "spark.driver.bindAddress": HOST,
+        **driver_address_conf(settings),
         **connect_conf(settings),
         "spark.driver.extraJavaOptions": driver_java_options(settings),
         "spark.executor.extraJavaOptions": driver_java_options(settings),
@@ -156,6 +157,9 @@ def server_command(settings: Settings, extra_conf: dict[str, str] | None = None)
         "SPARK_HOME": str(home),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "SPARK_LOCAL_IP": HOST,
     }
+    from lakehouse.spark import is_local_master
+
+    if is_local_master(settings.spark_master):
+        env["SPARK_LOCAL_IP"] = HOST  # the driver's default address, as driver_address_conf
     return argv, env
