@@ -47,6 +47,7 @@ FILE_SECONDS = {
     "test_broker_durability.py": 269,
     "test_exposure.py": 205,
     "test_streams_recovery.py": 200,
+    "test_streams_cluster.py": 165,
     "test_broker.py": 152,
     "test_dashboard_browser.py": 147,
     "test_platform_airflow.py": 133,
