@@ -78,6 +78,21 @@ def start_job(module: str, settings: Settings, log_path: Path) -> subprocess.Pop
     )
 
 
+def consumed(query) -> int:
+    """Records an in-process query has finished, from its last progress (fresh topic: offsets from 0)."""
+    p = query.lastProgress
+    if not p or not p["sources"]:
+        return 0
+    end = p["sources"][0]["endOffset"]
+    end = json.loads(end) if isinstance(end, str) else end
+    return sum(int(o) for parts in end.values() for o in parts.values())
+
+
+def query_watermark(query) -> datetime:
+    """An in-process query's event-time watermark, from its last progress."""
+    return parse_ts(query.lastProgress["eventTime"]["watermark"])
+
+
 def messages(n: int, start: datetime, seed: int = 7) -> list[Message]:
     """`start` must differ by hours between tests: they share the realtime tables."""
     config = GeneratorConfig(

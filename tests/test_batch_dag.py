@@ -4,6 +4,13 @@ module with spark.driver.maxResultSize lowered to 1 MB: no day may be
 collected to the driver), real Great Expectations and the test stack's real
 PostgreSQL, over bronze data made from the producer's generator.
 
+The server runs on a cluster, not in one JVM: SPARK_MASTER
+`local-cluster[2,1,1024]`, Spark's standalone master and two workers in
+miniature, whose driver has no task slot; every task of the DAG's Spark jobs
+runs in an executor JVM of its own (the same code on a real cluster;
+`tests/test_batch_stack.py` runs the stack's `local[2]`). Measured: the
+module took 357 s this way and 351 s on `local[2]` (2026-12-06).
+
 Gold is compared with values computed independently, in plain Python, from
 the generated events (`lakehouse.testdata.ExpectedDay`)."""
 
@@ -46,6 +53,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 D0, D1, D2 = date(2026, 10, 5), date(2026, 10, 6), date(2026, 10, 7)
 EMPTY = date(2026, 10, 1)
 BIG = date(2026, 10, 9)
+#: The server's master: two executor JVMs of one core each.
+CLUSTER = "local-cluster[2,1,1024]"
 N_EVENTS = 3000
 #: The server's result limit in this module: far below one day's silver.
 MAX_RESULT_SIZE = "1m"
@@ -62,6 +71,7 @@ def batch(core_stack, tmp_path_factory):
         "lakehouse_data_dir": tmp_path_factory.mktemp("lake"),
         "spark_connect_port": free_port(),
         "kafka_topic": f"batch-dag-{uuid.uuid4().hex[:8]}",
+        "spark_master": CLUSTER,
     })
     settings = server.model_copy(update={
         "spark_connect_port": free_port(),
@@ -123,6 +133,30 @@ def test_gold_equals_values_computed_from_the_events(batch, day1):
     conn.close()
     assert list((batch.run_dir / "data_quality" / "results").rglob(f"*_{D1.isoformat()}.json"))
     assert (batch.run_dir / "data_quality" / "data_docs" / "index.html").exists()
+
+
+def test_the_servers_tasks_run_in_executor_jvms_of_their_own(batch, day1):
+    """Where the DAG's jobs ran: the server's master is the cluster, and a
+    task's Python worker descends from an executor JVM (Spark's
+    CoarseGrainedExecutorBackend), in two different ones."""
+    from tests.batch_helpers import connect_session
+
+    def executor_of(batches):
+        import os
+
+        import pandas as pd
+        import psutil
+
+        jvm = next(p for p in psutil.Process(os.getpid()).parents() if "java" in p.name())
+        for _ in batches:
+            yield pd.DataFrame({"pid": [jvm.pid], "executor": [any("CoarseGrainedExecutorBackend" in a
+                                                                   for a in jvm.cmdline())]})
+
+    with connect_session(server_url(batch)) as spark:
+        assert spark.conf.get("spark.master") == CLUSTER
+        rows = spark.range(0, 64, 1, 8).mapInPandas(executor_of, "pid long, executor boolean").distinct().collect()
+    assert {r["executor"] for r in rows} == {True}
+    assert len({r["pid"] for r in rows}) == 2, rows
 
 
 def test_a_day_larger_than_the_drivers_result_limit_succeeds(batch, day1):

@@ -14,7 +14,6 @@ bronze, quarantine and realtime must still hold every record exactly once.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections import Counter
@@ -29,9 +28,11 @@ from spark_jobs import fast_aggregation, raw_landing
 from tests.streams_helpers import (
     MALFORMED_CODE,
     closed,
+    consumed,
     delta_rows,
     expected_realtime,
     messages,
+    query_watermark,
     realtime_rows,
     send,
     stream_settings,
@@ -45,16 +46,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MASTER = "local-cluster[2,1,1024]"  # 2 workers, 1 core and 1024 MiB each
 N = 2700
 START = datetime(2026, 11, 22, 14, 0, tzinfo=timezone.utc)
-
-
-def consumed(query) -> int:
-    """Records the query has finished, from its last progress (fresh topic: offsets from 0)."""
-    p = query.lastProgress
-    if not p or not p["sources"]:
-        return 0
-    end = p["sources"][0]["endOffset"]
-    end = json.loads(end) if isinstance(end, str) else end
-    return sum(int(o) for parts in end.values() for o in parts.values())
 
 
 def executor_processes(app_id: str) -> list[psutil.Process]:
@@ -88,7 +79,7 @@ def run(core_stack, tmp_path_factory):
         wait_for(lambda: all(consumed(q) >= N for q in queries), 900, "all records consumed")
         for q in queries:
             assert q.isActive and q.exception() is None, q.exception()
-        watermark = datetime.fromisoformat(queries[1].lastProgress["eventTime"]["watermark"].replace("Z", "+00:00"))
+        watermark = query_watermark(queries[1])
         yield settings, msgs, watermark, (executors, executor_processes(app_id), driver)
     finally:
         for q in queries:

@@ -8,7 +8,6 @@ produced, for every window the watermark has closed.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -22,11 +21,13 @@ from spark_jobs import fast_aggregation, raw_landing
 from tests.streams_helpers import (
     MALFORMED_CODE,
     closed,
+    consumed,
     delta_rows,
     expected_realtime,
     messages,
     minute,
     parse_ts,
+    query_watermark,
     realtime_rows,
     send,
     stream_settings,
@@ -39,16 +40,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N = 2700
 START = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
-
-
-def consumed(query) -> int:
-    """Records the query has finished, from its last progress (fresh topic: offsets from 0)."""
-    p = query.lastProgress
-    if not p or not p["sources"]:
-        return 0
-    end = p["sources"][0]["endOffset"]
-    end = json.loads(end) if isinstance(end, str) else end
-    return sum(int(o) for parts in end.values() for o in parts.values())
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +58,12 @@ def run(core_stack, tmp_path_factory):
         wait_for(lambda: all(consumed(q) >= k for q in queries), 600, "the warm-up batch")
         send(msgs[k:], settings)
         wait_for(lambda: all(consumed(q) >= N for q in queries), 900, "all records consumed")
-        watermark = fast_aggregation_watermark(queries[1])
+        watermark = query_watermark(queries[1])
         yield settings, msgs, watermark
     finally:
         for q in queries:
             q.stop()
         spark.stop()
-
-
-def fast_aggregation_watermark(query) -> datetime:
-    wm = query.lastProgress["eventTime"]["watermark"]
-    return datetime.fromisoformat(wm.replace("Z", "+00:00"))
 
 
 def test_bronze_holds_every_well_formed_record_once(run):
