@@ -8,7 +8,9 @@ exactly that date, so re-running a date (late data, a fix) is always safe.
 0. **wait_for_complete_date** (a rescheduling sensor: no worker slot while it
    waits) lets the run go once raw landing's committed progress shows the
    topic read past D+1 00:00 UTC + `BATCH_ALLOWED_LATENESS_MINUTES`; it fails
-   with what is missing after `BATCH_COMPLETENESS_TIMEOUT_MINUTES`. A run of
+   with what is missing after `BATCH_COMPLETENESS_TIMEOUT_MINUTES`, and at
+   once for a date whose cutoff comes later than that (today's, a future
+   one). A run of
    `lakehouse_catch_up` whose date another run processed after it was planned
    is skipped here (every task skipped, nothing replaced).
 1. **bronze_to_silver** (Spark) types and de-duplicates the date's bronze
@@ -144,11 +146,11 @@ def lakehouse_bronze_to_gold():
         lateness; fail after BATCH_COMPLETENESS_TIMEOUT_MINUTES naming what is
         missing. Returns raw landing's position the run relies on. Skips the
         run when it is a catch-up run made unnecessary by another run."""
-        from datetime import datetime, timezone
+        from datetime import datetime, timedelta, timezone
 
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from lakehouse.batch import jobs
+        from lakehouse.batch import completeness, jobs
 
         settings, event_date, run_id = _run()
         ctx = get_current_context()
@@ -156,16 +158,24 @@ def lakehouse_bronze_to_gold():
             raise AirflowSkipException(
                 f"{event_date} was processed by another run that saw the same bronze rows after this "
                 f"catch-up run was planned: nothing to do")
+        first = ctx["ti"].get_first_reschedule_date(ctx) or datetime.now(timezone.utc)
+        timeout = settings.batch_completeness_timeout_minutes
+        too_early = completeness.beyond_the_wait(
+            event_date, completeness.cutoff(event_date, timedelta(minutes=settings.batch_allowed_lateness_minutes)),
+            first + timedelta(minutes=timeout))
+        if too_early:
+            raise AirflowFailException(
+                f"{too_early} (BATCH_ALLOWED_LATENESS_MINUTES={settings.batch_allowed_lateness_minutes}, "
+                f"BATCH_COMPLETENESS_TIMEOUT_MINUTES={timeout}); nothing was published for {event_date}")
         verdict, position = jobs.check_complete(settings, event_date, _pg_connect())
         print(f"completeness of {event_date}: {verdict.reason}", flush=True)
         if verdict.complete:
             return PokeReturnValue(is_done=True, xcom_value=position)
-        first = ctx["ti"].get_first_reschedule_date(ctx) or datetime.now(timezone.utc)
         waited = (datetime.now(timezone.utc) - first).total_seconds() / 60
-        if waited >= settings.batch_completeness_timeout_minutes:
+        if waited >= timeout:
             raise AirflowFailException(
                 f"event date {event_date} is not complete after waiting {waited:.0f} min "
-                f"(BATCH_COMPLETENESS_TIMEOUT_MINUTES={settings.batch_completeness_timeout_minutes}): "
+                f"(BATCH_COMPLETENESS_TIMEOUT_MINUTES={timeout}): "
                 f"{verdict.reason}. Is raw landing running and caught up? (`make status`, "
                 f"ops.stream_progress); nothing was published for {event_date}"
             )

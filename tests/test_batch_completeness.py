@@ -26,6 +26,18 @@ def test_not_complete_before_the_cutoff_whatever_the_offsets():
     assert not v.complete and "has not passed" in v.reason
 
 
+def test_a_date_whose_cutoff_comes_after_the_wait_ends_is_refused_at_once():
+    # triggered at 18:00 on D with a 6-hour wait: the cutoff (D+1 01:00) is later
+    wait_ends = datetime(2026, 11, 21, 0, 0, tzinfo=timezone.utc)
+    why = completeness.beyond_the_wait(D, CUT, wait_ends)
+    assert why == ("event date 2026-11-20 cannot be complete before its cutoff 2026-11-21 01:00 UTC "
+                   "(2026-11-21 00:00 UTC plus the allowed lateness), after this run stops waiting at "
+                   "2026-11-21 00:00 UTC; trigger it after the cutoff")
+    # triggered at 20:00: the cutoff falls within the wait, which goes on as before
+    assert completeness.beyond_the_wait(D, CUT, CUT) is None
+    assert completeness.beyond_the_wait(D, CUT, CUT + 2 * HOUR) is None
+
+
 def test_complete_when_every_partition_reached_its_target():
     v = completeness.judge(CUT + HOUR, CUT, {0: 120, 1: 40, 2: 7}, {0: 120, 1: 35, 2: 7})
     assert v.complete

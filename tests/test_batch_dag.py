@@ -314,3 +314,23 @@ def test_malformed_event_date_fails_fast(batch):
     assert "Invalid input for param event_date: '2026-13-45' is not a 'date'" in out
     assert "Task started" not in out  # refused before any task ran
     assert (datetime.now() - started) < timedelta(seconds=120)
+
+
+def test_a_date_that_cannot_be_complete_within_the_wait_fails_at_once(batch):
+    """Today's date at this hour, or a future one: its cutoff (D+1 00:00 UTC +
+    BATCH_ALLOWED_LATENESS_MINUTES) comes after the sensor would stop
+    waiting, so the run fails on the first poke, saying when to trigger it,
+    instead of waiting BATCH_COMPLETENESS_TIMEOUT_MINUTES for nothing."""
+    future = date(2099, 1, 1)
+    started = datetime.now()
+    proc = dags_test(batch, conf={"event_date": future.isoformat()})
+    assert run_state(proc) == "failed", task_errors(proc)
+    errors = task_errors(proc)
+    assert "event date 2099-01-01 cannot be complete before its cutoff 2099-01-02 01:00 UTC" in errors, errors
+    assert "nothing was published for 2099-01-01" in errors
+    assert (datetime.now() - started) < timedelta(seconds=180)
+    assert all(rows == [] for rows in gold_rows(batch, future).values())
+    with psycopg2.connect(batch.pg_dsn("reader")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM ops.batch_runs WHERE event_date = %s", (future,))
+        assert cur.fetchone() == (0,)
+    conn.close()

@@ -41,6 +41,17 @@ def cutoff(event_date: date, lateness: timedelta) -> datetime:
     return datetime.combine(event_date + timedelta(days=1), time(0), tzinfo=timezone.utc) + lateness
 
 
+def beyond_the_wait(event_date: date, cut: datetime, wait_ends: datetime) -> str | None:
+    """Pure: why a run for `event_date` cannot find it complete before its wait
+    ends (its cutoff `cut` is later: today's date, or a future one), or None.
+    Such a run fails at once instead of waiting the whole timeout."""
+    if cut <= wait_ends:
+        return None
+    return (f"event date {event_date} cannot be complete before its cutoff {cut:%Y-%m-%d %H:%M} UTC "
+            f"({event_date + timedelta(days=1)} 00:00 UTC plus the allowed lateness), after this run "
+            f"stops waiting at {wait_ends:%Y-%m-%d %H:%M} UTC; trigger it after the cutoff")
+
+
 @dataclass
 class Verdict:
     complete: bool
