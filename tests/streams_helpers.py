@@ -93,6 +93,27 @@ def query_watermark(query) -> datetime:
     return parse_ts(query.lastProgress["eventTime"]["watermark"])
 
 
+def assert_bronze_holds_the_well_formed_once(settings: Settings, msgs: list[Message]) -> list[dict]:
+    """bronze/events holds every well-formed message exactly once (unique by
+    Kafka partition and offset, the same payloads); returns its rows."""
+    rows = delta_rows(settings, "events")
+    keys = [(r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(well_formed(msgs))
+    assert Counter(r["raw_payload"] for r in rows) == Counter(m.value.decode() for m in well_formed(msgs))
+    return rows
+
+
+def assert_quarantine_holds_the_malformed(settings: Settings, msgs: list[Message]) -> None:
+    """bronze/quarantine holds exactly the malformed messages, each with its reason code."""
+    from lakehouse.validation import reason_code
+
+    rows = delta_rows(settings, "quarantine")
+    bad = [m for m in msgs if m.kind == "malformed"]
+    assert len(rows) == len(bad) > 0
+    got = Counter((r["raw_value"], reason_code(r["reason"])) for r in rows)
+    assert got == Counter((m.value, MALFORMED_CODE[m.reason_hint]) for m in bad)
+
+
 def messages(n: int, start: datetime, seed: int = 7) -> list[Message]:
     """`start` must differ by hours between tests: they share the realtime tables."""
     config = GeneratorConfig(

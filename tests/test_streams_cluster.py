@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import Counter
 from datetime import datetime, timezone
 
 import psutil
 import pytest
 
 from lakehouse.stream.app import streams_session
-from lakehouse.validation import reason_code
 from spark_jobs import fast_aggregation, raw_landing
 from tests.streams_helpers import (
-    MALFORMED_CODE,
+    assert_bronze_holds_the_well_formed_once,
+    assert_quarantine_holds_the_malformed,
     closed,
     consumed,
-    delta_rows,
     expected_realtime,
     messages,
     query_watermark,
@@ -38,7 +36,6 @@ from tests.streams_helpers import (
     stream_settings,
     wait_for,
     warmup_split,
-    well_formed,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -100,19 +97,12 @@ def test_the_work_ran_in_executor_processes_and_one_was_replaced(run):
 
 def test_bronze_holds_every_well_formed_record_once(run):
     settings, msgs, _, _ = run
-    rows = delta_rows(settings, "events")
-    keys = [(r["kafka_partition"], r["kafka_offset"]) for r in rows]
-    assert len(keys) == len(set(keys)) == len(well_formed(msgs))
-    assert Counter(r["raw_payload"] for r in rows) == Counter(m.value.decode() for m in well_formed(msgs))
+    assert_bronze_holds_the_well_formed_once(settings, msgs)
 
 
 def test_quarantine_holds_exactly_the_malformed_with_reasons(run):
     settings, msgs, _, _ = run
-    rows = delta_rows(settings, "quarantine")
-    bad = [m for m in msgs if m.kind == "malformed"]
-    assert len(rows) == len(bad) > 0
-    got = Counter((r["raw_value"], reason_code(r["reason"])) for r in rows)
-    assert got == Counter((m.value, MALFORMED_CODE[m.reason_hint]) for m in bad)
+    assert_quarantine_holds_the_malformed(settings, msgs)
 
 
 def test_realtime_counts_equal_independent_counts_for_closed_windows(run):
