@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     spark_java_options: str = Field(
         "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m -XX:TrimNativeHeapInterval=1000 "
         "-Xms64m -XX:MaxHeapFreeRatio=40 -XX:-ShrinkHeapInSteps",
-        description="JVM options of every Spark JVM we start (streams, Spark Connect server, local sessions): on "
+        description="JVM options of every Spark JVM we start (streams, Spark Connect server, local sessions, and "
+        "their executors under a local-cluster master; a cluster's executors get only UTC): on "
         "2 cores C1-only JIT and the serial GC cost less CPU than they lose in peak speed. C1-only shrinks the "
         "JIT's code cache to 48 MB, which the classes Spark generates for every micro-batch fill within minutes "
         "(then the JVM's sweeper spends a fifth of a core evicting code): 240 MB, the JDK's usual size. Every "

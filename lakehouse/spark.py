@@ -75,6 +75,17 @@ def driver_address_conf(settings: Settings) -> dict[str, str]:
     return {}
 
 
+def executor_java_options(settings: Settings) -> str:
+    """The executors' JVM options. With a local master they are JVMs on this
+    machine (`local-cluster`; `local[N]` runs its tasks in the driver's JVM,
+    which ignores them): the same options as every Spark JVM we start. A
+    cluster's executors run on machines of their own, sized and tuned by the
+    cluster (spark-defaults.conf), where this machine's class-data archive
+    does not exist and a 2-core laptop's economy (serial GC, C1 only) would
+    slow them down: UTC only."""
+    return driver_java_options(settings) if is_local_master(settings.spark_master) else UTC_JAVA_OPTION
+
+
 #: How much of its recent work Spark's status store keeps: the data behind its
 #: web UI and status APIs, which it records whether or not the UI runs (every
 #: Spark JVM of ours runs without one), each SQL execution with its plan
@@ -134,7 +145,7 @@ def spark_session(settings: Settings, app_name: str, *, java_options: str = "", 
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.extraJavaOptions", f"{driver_java_options(settings)} {java_options}".strip())
-        .config("spark.executor.extraJavaOptions", UTC_JAVA_OPTION)
+        .config("spark.executor.extraJavaOptions", executor_java_options(settings))
     )
     for key, value in {**driver_address_conf(settings), **jvm_conf(settings), **conf}.items():
         builder = builder.config(key, value)

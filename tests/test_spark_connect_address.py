@@ -87,6 +87,9 @@ def test_with_a_local_master_the_drivers_ports_stay_on_loopback(tmp_path, master
     conf = spark_connect.server_conf(s)
     assert conf["spark.driver.host"] == conf["spark.driver.bindAddress"] == env["SPARK_LOCAL_IP"] == "127.0.0.1"
     assert driver_address_conf(s) == {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+    # executors on this machine (local-cluster) run with every Spark JVM's options
+    assert conf["spark.executor.extraJavaOptions"] == conf["spark.driver.extraJavaOptions"]
+    assert s.spark_java_options in conf["spark.executor.extraJavaOptions"]
 
 
 @pytest.mark.parametrize("master", ["spark://spark-master:7077", "yarn", "k8s://https://k8s.example:6443"])
@@ -102,3 +105,5 @@ def test_with_a_cluster_master_executors_can_reach_the_driver(tmp_path, master):
     assert "spark.driver.host" not in conf and "spark.driver.bindAddress" not in conf
     assert "SPARK_LOCAL_IP" not in env
     assert driver_address_conf(s) == {}
+    # the cluster's executors: UTC, not this machine's archive and 2-core JVM economy
+    assert conf["spark.executor.extraJavaOptions"] == "-Duser.timezone=UTC"

@@ -123,7 +123,7 @@ def url(settings: Settings) -> str:
 def server_conf(settings: Settings) -> dict[str, str]:
     """The server's Spark settings: gRPC on SPARK_CONNECT_HOST, the driver's
     own ports on loopback, UTC, delta-spark, quiet logs."""
-    from lakehouse.spark import driver_address_conf, driver_java_options, jvm_conf
+    from lakehouse.spark import driver_address_conf, driver_java_options, executor_java_options, jvm_conf
 
     return {
         "spark.master": settings.spark_master,
@@ -132,7 +132,7 @@ def server_conf(settings: Settings) -> dict[str, str]:
         **driver_address_conf(settings),
         **connect_conf(settings),
         "spark.driver.extraJavaOptions": driver_java_options(settings),
-        "spark.executor.extraJavaOptions": driver_java_options(settings),
+        "spark.executor.extraJavaOptions": executor_java_options(settings),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "4",
         "spark.ui.enabled": "false",
