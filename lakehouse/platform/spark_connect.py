@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from lakehouse.settings import Settings
+from lakehouse.spark import LOOPBACK, is_local_master
 
 #: The program's driver (spark-submit runs it as a script).
 APP = Path(__file__).with_name("spark_connect_app.py")
@@ -43,7 +44,7 @@ PLUGIN_CLASS = "org.apache.spark.sql.connect.SparkConnectPlugin"
 #: SPARK_CONNECT_HOST's default, and the driver's own ports (RPC, block
 #: manager) with a local master (lakehouse.spark.driver_address_conf):
 #: loopback. The gRPC service listens on SPARK_CONNECT_HOST.
-HOST = "127.0.0.1"
+HOST = LOOPBACK
 
 
 def external(settings: Settings) -> bool:
@@ -122,7 +123,7 @@ def url(settings: Settings) -> str:
 
 def server_conf(settings: Settings) -> dict[str, str]:
     """The server's Spark settings: gRPC on SPARK_CONNECT_HOST, the driver's
-    own ports on loopback, UTC, delta-spark, quiet logs."""
+    own ports on loopback with a local master, UTC, delta-spark, quiet logs."""
     from lakehouse.spark import driver_address_conf, driver_java_options, executor_java_options, jvm_conf
 
     return {
@@ -158,8 +159,6 @@ def server_command(settings: Settings, extra_conf: dict[str, str] | None = None)
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
-    from lakehouse.spark import is_local_master
-
     if is_local_master(settings.spark_master):
         env["SPARK_LOCAL_IP"] = HOST  # the driver's default address, as driver_address_conf
     return argv, env
