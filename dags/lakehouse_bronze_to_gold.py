@@ -161,8 +161,7 @@ def lakehouse_bronze_to_gold():
         first = ctx["ti"].get_first_reschedule_date(ctx) or datetime.now(timezone.utc)
         timeout = settings.batch_completeness_timeout_minutes
         too_early = completeness.beyond_the_wait(
-            event_date, completeness.cutoff(event_date, timedelta(minutes=settings.batch_allowed_lateness_minutes)),
-            first + timedelta(minutes=timeout))
+            event_date, jobs.cutoff(settings, event_date), first + timedelta(minutes=timeout))
         if too_early:
             raise AirflowFailException(
                 f"{too_early} (BATCH_ALLOWED_LATENESS_MINUTES={settings.batch_allowed_lateness_minutes}, "

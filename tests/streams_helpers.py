@@ -20,6 +20,7 @@ from deltalake import DeltaTable
 from lakehouse import catalog
 from lakehouse.platform import broker, stack
 from lakehouse.settings import REPO_ROOT, Settings
+from lakehouse.validation import reason_code
 from producer.generator import EventGenerator, GeneratorConfig, Message
 from producer.sender import produce
 
@@ -105,13 +106,22 @@ def assert_bronze_holds_the_well_formed_once(settings: Settings, msgs: list[Mess
 
 def assert_quarantine_holds_the_malformed(settings: Settings, msgs: list[Message]) -> None:
     """bronze/quarantine holds exactly the malformed messages, each with its reason code."""
-    from lakehouse.validation import reason_code
-
     rows = delta_rows(settings, "quarantine")
     bad = [m for m in msgs if m.kind == "malformed"]
     assert len(rows) == len(bad) > 0
     got = Counter((r["raw_value"], reason_code(r["reason"])) for r in rows)
     assert got == Counter((m.value, MALFORMED_CODE[m.reason_hint]) for m in bad)
+
+
+def assert_realtime_counts_the_closed_windows(settings: Settings, msgs: list[Message], watermark: datetime,
+                                              since: datetime) -> None:
+    """The realtime tables equal the counts computed from what was produced,
+    for every window in [since, watermark): at least two closed minutes of
+    the 4 event types."""
+    want = closed(expected_realtime(msgs), watermark, since)
+    got = closed(realtime_rows(settings), watermark, since)
+    assert len(want["events_per_minute"]) >= 8
+    assert got == want
 
 
 def messages(n: int, start: datetime, seed: int = 7) -> list[Message]:

@@ -26,12 +26,10 @@ from spark_jobs import fast_aggregation, raw_landing
 from tests.streams_helpers import (
     assert_bronze_holds_the_well_formed_once,
     assert_quarantine_holds_the_malformed,
-    closed,
+    assert_realtime_counts_the_closed_windows,
     consumed,
-    expected_realtime,
     messages,
     query_watermark,
-    realtime_rows,
     send,
     stream_settings,
     wait_for,
@@ -107,7 +105,4 @@ def test_quarantine_holds_exactly_the_malformed_with_reasons(run):
 
 def test_realtime_counts_equal_independent_counts_for_closed_windows(run):
     settings, msgs, watermark, _ = run
-    want = closed(expected_realtime(msgs), watermark, START)
-    got = closed(realtime_rows(settings), watermark, START)
-    assert len(want["events_per_minute"]) >= 8
-    assert got == want
+    assert_realtime_counts_the_closed_windows(settings, msgs, watermark, START)

@@ -21,12 +21,17 @@ from lakehouse.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def cutoff(settings: Settings, event_date: date) -> datetime:
+    """The date's cutoff: D+1 00:00 UTC + BATCH_ALLOWED_LATENESS_MINUTES."""
+    return completeness.cutoff(event_date, timedelta(minutes=settings.batch_allowed_lateness_minutes))
+
+
 def check_complete(settings: Settings, event_date: date, connect: load.Connect,
                    now: datetime | None = None) -> tuple[completeness.Verdict, dict | None]:
     """The completeness verdict for the date and raw landing's position
     ({end_offsets, recorded_at}) it is based on."""
     now = now or datetime.now(timezone.utc)
-    cut = completeness.cutoff(event_date, timedelta(minutes=settings.batch_allowed_lateness_minutes))
+    cut = cutoff(settings, event_date)
     if now < cut:
         return completeness.judge(now, cut, None, {}), None
     with closing(connect()) as conn:

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from lakehouse.settings import Settings
-from lakehouse.spark import LOOPBACK, is_local_master
+from lakehouse.spark import LOOPBACK, driver_address_conf, driver_java_options, executor_java_options, jvm_conf
 
 #: The program's driver (spark-submit runs it as a script).
 APP = Path(__file__).with_name("spark_connect_app.py")
@@ -124,8 +124,6 @@ def url(settings: Settings) -> str:
 def server_conf(settings: Settings) -> dict[str, str]:
     """The server's Spark settings: gRPC on SPARK_CONNECT_HOST, the driver's
     own ports on loopback with a local master, UTC, delta-spark, quiet logs."""
-    from lakehouse.spark import driver_address_conf, driver_java_options, executor_java_options, jvm_conf
-
     return {
         "spark.master": settings.spark_master,
         "spark.app.name": "lakehouse-spark-connect",
@@ -159,6 +157,7 @@ def server_command(settings: Settings, extra_conf: dict[str, str] | None = None)
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
-    if is_local_master(settings.spark_master):
-        env["SPARK_LOCAL_IP"] = HOST  # the driver's default address, as driver_address_conf
+    local_address = driver_address_conf(settings).get("spark.driver.bindAddress")
+    if local_address:  # the driver's default address too (a local master)
+        env["SPARK_LOCAL_IP"] = local_address
     return argv, env
