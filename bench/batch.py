@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from lakehouse import catalog
+from lakehouse.kafka_clients import client_config
 from lakehouse.platform import airflow, spark_connect
 from lakehouse.settings import Settings
 
@@ -136,7 +137,7 @@ def ensure_stream_progress(settings: Settings, log, timeout: float = 300) -> Non
         return
     log("batch: raw landing has not reported yet; sending 10 events so the completeness sensor has a position")
     messages, _, _ = testdata.day_messages(datetime.now(timezone.utc).date(), 10, seed=1)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list)
+    producer = KafkaProducer(**client_config(settings))
     for m in messages:
         producer.send(settings.kafka_topic, key=m.key, value=m.value)
     producer.flush()

@@ -8,11 +8,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from lakehouse.kafka_clients import client_config
 from lakehouse.settings import Settings
 
 
 def create_topic(settings: Settings, name: str, partitions: int | None = None) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=10_000)
     try:
         admin.create_topics([NewTopic(name, partitions or settings.kafka_partitions, 1)])
     except TopicAlreadyExistsError:
@@ -24,7 +25,7 @@ def create_topic(settings: Settings, name: str, partitions: int | None = None) -
 def high_watermarks(settings: Settings, topic: str, timeout: float = 30.0) -> dict[int, int]:
     """Partition -> high watermark (the offset the next record gets), from the
     broker's ListOffsets answer."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_list, enable_auto_commit=False,
+    consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False,
                              group_id=None, request_timeout_ms=int(timeout * 1000))
     try:
         parts = consumer.partitions_for_topic(topic)
@@ -42,7 +43,7 @@ def high_watermarks(settings: Settings, topic: str, timeout: float = 30.0) -> di
 
 def delete_topic(settings: Settings, name: str) -> bool:
     """Delete a topic; False when the broker refused (not fatal for the benchmark)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_list, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=10_000)
     try:
         admin.delete_topics([name])
         return True

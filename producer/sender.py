@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaProducer
 
+from lakehouse.kafka_clients import client_config
 from lakehouse.settings import Settings
 from producer.generator import Message
 
@@ -52,7 +53,7 @@ class ProduceStats:
 def make_producer(settings: Settings, **overrides) -> KafkaProducer:
     config = dict(DEFAULT_PRODUCER_CONFIG)
     config.update(overrides)
-    return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_list, **config)
+    return KafkaProducer(**client_config(settings), **config)
 
 
 def _key_partitioner(client: KafkaProducer, topic: str) -> Callable[[bytes], int]:

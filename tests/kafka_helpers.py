@@ -1,11 +1,13 @@
 """Helpers for tests against the real broker: fresh topics, recreating a
-topic, reading a topic back. Imported by the broker, producer and stream
-data-loss tests."""
+topic, reading a topic back, TLS certificates for a secured broker. Imported
+by the broker, producer, stream data-loss and secured-cluster tests."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
@@ -56,3 +58,39 @@ def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float =
         return out
     finally:
         consumer.close()
+
+
+def make_certificates(where) -> tuple[str, str]:
+    """A CA and, signed by it, the broker's key and certificate for 127.0.0.1
+    (PEM: Kafka's PEM key store holds the key and the chain in one file).
+    Returns (CA certificate path, broker key store path)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(timezone.utc)
+
+    def cert(subject, issuer, public_key, signing_key, ca: bool, san=None):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=2))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            b = b.add_extension(san, critical=False)
+        return b.sign(signing_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lakehouse test CA")])
+    ca_cert = cert(ca_name, ca_name, ca_key.public_key(), ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
+    server = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), ca_name, key.public_key(),
+                  ca_key, ca=False, san=san)
+    pem = serialization.Encoding.PEM
+    ca_path, store_path = where / "ca.pem", where / "broker.pem"
+    ca_path.write_bytes(ca_cert.public_bytes(pem))
+    store_path.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        + server.public_bytes(pem) + ca_cert.public_bytes(pem))
+    return str(ca_path), str(store_path)

@@ -119,7 +119,7 @@ def test_targets_from_the_broker_with_an_idle_partition(core_stack):
         producer.send(topic, value=b"y", partition=1, timestamp_ms=cut_ms + ts)
     producer.flush()
     producer.close()
-    targets, beginnings = completeness.targets(core_stack.kafka_bootstrap_list, topic, cut)
+    targets, beginnings = completeness.targets({"bootstrap_servers": core_stack.kafka_bootstrap_list}, topic, cut)
     assert targets == {0: 3, 1: 2, 2: 0}
     assert beginnings == {0: 0, 1: 0, 2: 0}
     now = cut + HOUR

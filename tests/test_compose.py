@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 import psycopg2
 import pytest
@@ -445,23 +444,24 @@ def test_producer_health_reads_the_topics_newest_record(core_stack):
     from kafka.admin import KafkaAdminClient, NewTopic
 
     servers, topic = core_stack.kafka_bootstrap_list, f"health-{uuid.uuid4().hex[:8]}"
+    client = {"bootstrap_servers": servers}
     admin = KafkaAdminClient(bootstrap_servers=servers)
     try:
         admin.create_topics([NewTopic(topic, 2, 1)])
     finally:
         admin.close()
-    assert not compose.topic_is_fresh(servers, topic, 60)  # empty
+    assert not compose.topic_is_fresh(client, topic, 60)  # empty
     producer = KafkaProducer(bootstrap_servers=servers)
     try:
         producer.send(topic, b"old", partition=0, timestamp_ms=int((time.time() - 3600) * 1000)).get(timeout=30)
-        assert not compose.topic_is_fresh(servers, topic, 60)  # newest record an hour old
-        assert compose.topic_is_fresh(servers, topic, 7200)
+        assert not compose.topic_is_fresh(client, topic, 60)  # newest record an hour old
+        assert compose.topic_is_fresh(client, topic, 7200)
         producer.send(topic, b"new", partition=1).get(timeout=30)
-        assert compose.topic_is_fresh(servers, topic, 60)
+        assert compose.topic_is_fresh(client, topic, 60)
     finally:
         producer.close()
-    assert not compose.topic_is_fresh(servers, f"{topic}-missing", 60)
-    assert not compose.topic_is_fresh(["127.0.0.1:1"], topic, 60)  # no broker: unhealthy, no hang
+    assert not compose.topic_is_fresh(client, f"{topic}-missing", 60)
+    assert not compose.topic_is_fresh({"bootstrap_servers": ["127.0.0.1:1"]}, topic, 60)  # no broker: unhealthy, no hang
 
 
 def test_dashboard_health_asks_its_login_page(monkeypatch):

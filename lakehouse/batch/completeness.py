@@ -86,14 +86,14 @@ def judge(now: datetime, cut: datetime, committed: dict[int, int] | None,
     return Verdict(True, f"raw landing has read every partition past {cut.isoformat()}")
 
 
-def targets(bootstrap_servers: list[str], topic: str, cut: datetime, **kafka_conf) -> tuple[dict[int, int], dict[int, int]]:
+def targets(client: dict, topic: str, cut: datetime) -> tuple[dict[int, int], dict[int, int]]:
     """Per partition of the topic: the first offset at/after the cutoff, or the
     high watermark when there is none (asked of the broker now); and the
-    first retained offset."""
+    first retained offset. `client`: kafka-python's connection settings
+    (lakehouse.kafka_clients.client_config)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                             request_timeout_ms=30_000, **kafka_conf)
+    consumer = KafkaConsumer(enable_auto_commit=False, request_timeout_ms=30_000, **client)
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]

@@ -13,7 +13,7 @@ import time
 from contextlib import closing
 from datetime import date, datetime, timedelta, timezone
 
-from lakehouse import catalog
+from lakehouse import catalog, kafka_clients
 from lakehouse.batch import catch_up, completeness, delta_io, load, quality, silver
 from lakehouse.batch.gold import MODELS
 from lakehouse.settings import Settings
@@ -36,7 +36,7 @@ def check_complete(settings: Settings, event_date: date, connect: load.Connect,
         return completeness.judge(now, cut, None, {}), None
     with closing(connect()) as conn:
         committed, recorded_at, all_offsets = completeness.committed_offsets(conn, settings.kafka_topic)
-    targets, beginnings = completeness.targets(settings.kafka_bootstrap_list, settings.kafka_topic, cut)
+    targets, beginnings = completeness.targets(kafka_clients.client_config(settings), settings.kafka_topic, cut)
     verdict = completeness.judge(now, cut, committed, targets, beginnings)
     position = None
     if all_offsets is not None:

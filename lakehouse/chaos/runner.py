@@ -258,7 +258,9 @@ def complete(settings: Settings, d: date) -> bool:
 def topic_ranges(settings: Settings) -> dict[tuple[str, int], tuple[int, int]]:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_list, enable_auto_commit=False)
+    from lakehouse.kafka_clients import client_config
+
+    consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False)
     try:
         parts = [TopicPartition(settings.kafka_topic, p) for p in sorted(consumer.partitions_for_topic(settings.kafka_topic))]
         first, end = consumer.beginning_offsets(parts), consumer.end_offsets(parts)

@@ -30,8 +30,9 @@ from pathlib import Path
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import AuthorizationError, KafkaError, TopicAlreadyExistsError
 
+from lakehouse.kafka_clients import KafkaOptionsError, client_config, refusals
 from lakehouse.platform.errors import PlatformError
 from lakehouse.settings import Settings
 
@@ -376,15 +377,24 @@ def ensure_topic(settings: Settings, timeout: float = 120.0, alive: Callable[[],
     """Create the events topic with KAFKA_PARTITIONS partitions unless it
     exists (idempotent), waiting for the broker to answer. `alive` raises
     when the broker process has died meanwhile."""
+    try:
+        client = client_config(settings)
+    except KafkaOptionsError as exc:
+        raise PlatformError(str(exc)) from exc
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if alive is not None:
             alive()
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=settings.kafka_bootstrap_list, request_timeout_ms=5000
-            )
+            with refusals() as refused:
+                try:
+                    admin = KafkaAdminClient(**client, request_timeout_ms=5000, bootstrap_timeout_ms=5000)
+                except KafkaError:
+                    if refused:  # the broker answered: waiting longer changes nothing
+                        raise PlatformError(f"broker at {settings.kafka_bootstrap_servers} refused the connection: "
+                                            f"{refused[-1]} (KAFKA_OPTIONS in .env)") from None
+                    raise
             try:
                 if settings.kafka_topic not in admin.list_topics():
                     admin.create_topics(
@@ -395,6 +405,9 @@ def ensure_topic(settings: Settings, timeout: float = 120.0, alive: Callable[[],
                 return
             finally:
                 admin.close()
+        except AuthorizationError as exc:  # signed in, not allowed: waiting longer changes nothing
+            raise PlatformError(f"broker at {settings.kafka_bootstrap_servers} refused creating or listing "
+                                f"{settings.kafka_topic!r}: {exc} (KAFKA_OPTIONS in .env)") from exc
         except KafkaError as exc:
             last = exc
             time.sleep(0.5)

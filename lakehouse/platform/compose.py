@@ -16,6 +16,7 @@ import time
 import psycopg2
 import typer
 
+from lakehouse import kafka_clients
 from lakehouse.platform import airflow, broker, postgres, stack
 from lakehouse.platform.errors import PlatformError
 from lakehouse.settings import get_settings
@@ -52,14 +53,15 @@ def stream_is_fresh(dsn: str, query_name: str, max_age_s: float) -> bool:
         return bool(cur.fetchone()[0])
 
 
-def topic_is_fresh(bootstrap_servers: list[str], topic: str, max_age_s: float) -> bool:
+def topic_is_fresh(client: dict, topic: str, max_age_s: float) -> bool:
     """True when a partition of the topic holds a record timestamped within
-    max_age_s (the producer's send time): the producer is producing."""
+    max_age_s (the producer's send time): the producer is producing.
+    `client`: kafka-python's connection settings (kafka_clients.client_config)."""
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+        consumer = KafkaConsumer(**client, group_id=None, enable_auto_commit=False,
                                  request_timeout_ms=10_000, bootstrap_timeout_ms=10_000)
     except KafkaError:
         return False
@@ -107,7 +109,7 @@ def health(
         # where spark_default points the DAG's tasks (what `lakehouse up` waits for)
         ok = stack.port_open(settings.spark_connect_host, settings.spark_connect_port)
     elif service == "producer":
-        ok = topic_is_fresh(settings.kafka_bootstrap_list, settings.kafka_topic, max_age)
+        ok = topic_is_fresh(kafka_clients.client_config(settings), settings.kafka_topic, max_age)
     elif service == "stream":
         ok = bool(query) and all(stream_is_fresh(settings.pg_dsn("reader"), q, max_age) for q in query)
     else:
