@@ -138,11 +138,13 @@ def test_the_stack_runs_on_a_sasl_ssl_cluster_with_kafka_options_alone(secured_c
         consumer.close()
         assert 0 < sum(targets.values()) < sum(ends.values()), (targets, ends)
         assert set(beginnings.values()) == {0}
-        # ... and the DAG's sensor, for a past date, against raw landing's committed progress
+        # ... and the DAG's sensor, for a past date, against raw landing's
+        # committed progress, with the settings the stack's programs get
         past = (datetime.now(timezone.utc) - timedelta(days=2)).date()
+        launched = stack.load_stack_settings(settings.run_dir)
 
         def checked():
-            verdict, position = jobs.check_complete(settings, past, lambda: psycopg2.connect(settings.pg_dsn("writer")))
+            verdict, position = jobs.check_complete(launched, past, lambda: psycopg2.connect(settings.pg_dsn("writer")))
             return (verdict, position) if position else None
 
         verdict, position = wait_for(checked, 300, "raw landing's progress on the topic", every=5)
