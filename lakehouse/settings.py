@@ -320,11 +320,13 @@ class Settings(BaseSettings):
 
     # --- connection strings --------------------------------------------------
     def pg_dsn(self, role: str = "writer", database: str | None = None) -> str:
-        """libpq DSN for one of the roles: superuser, writer, reader or airflow."""
+        """libpq DSN for one of the roles: superuser, writer, reader or airflow
+        (values quoted as libpq wants: a password may hold spaces and quotes)."""
+        from psycopg2.extensions import make_dsn
+
         user, password = self._role(role)
         db = database or (self.airflow_db_name if role == "airflow" else self.pg_database)
-        pw = f" password={password}" if password else ""
-        return f"host={self.pg_host} port={self.pg_port} dbname={db} user={user}{pw}"
+        return make_dsn(host=self.pg_host, port=self.pg_port, dbname=db, user=user, password=password or None)
 
     def sqlalchemy_url(self, role: str = "writer", database: str | None = None) -> str:
         from sqlalchemy.engine import URL

@@ -36,3 +36,14 @@ def test_secrets_are_generated_once_with_mode_600(tmp_path, monkeypatch):
     s = Settings(_env_file=str(env))
     assert s.pg_port == 6000 and s.airflow_admin_password.get_secret_value() == "mine"
     assert ensure_env_file(env) == []
+
+
+def test_a_password_with_spaces_and_quotes_survives_the_dsn():
+    """PG_*_PASSWORD as a user may write it in .env: libpq reads back the same values."""
+    from psycopg2.extensions import parse_dsn
+
+    password = "two words 'quoted' back\\slash =x"
+    settings = Settings(_env_file=None, pg_writer_password=password)
+    assert parse_dsn(settings.pg_dsn("writer")) == {
+        "host": "127.0.0.1", "port": "55432", "dbname": "lakehouse", "user": "lakehouse_writer", "password": password}
+    assert "password" not in parse_dsn(Settings(_env_file=None).pg_dsn("reader"))

@@ -8,6 +8,7 @@ import sys
 import time
 
 import typer
+from psycopg2.extensions import make_dsn
 
 from lakehouse.platform import airflow, dashboard, stack
 from lakehouse.platform.errors import PlatformError
@@ -140,7 +141,7 @@ def psql(
     settings = get_settings()
     user, password = settings._role(role)
     env = {**os.environ, "PGPASSWORD": password or ""}
-    dsn = f"host={settings.pg_host} port={settings.pg_port} dbname={settings.pg_database} user={user}"
+    dsn = make_dsn(host=settings.pg_host, port=settings.pg_port, dbname=settings.pg_database, user=user)
     sys.exit(subprocess.call(["psql", dsn, *ctx.args], env=env))
 
 
