@@ -134,7 +134,7 @@ def lakehouse_bronze_to_gold():
 
     @task.sensor(
         mode="reschedule",
-        poke_interval=30,
+        poke_interval=settings.batch_completeness_poke_seconds,
         # backstop only: the poke fails first, with what is missing
         timeout=(settings.batch_completeness_timeout_minutes + 30) * 60,
         # retries (the DAG's) cover a task that could not start; the timeout

@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     batch_completeness_timeout_minutes: int = Field(
         360, ge=1, description="The completeness sensor fails the run after waiting this long."
     )
+    batch_completeness_poke_seconds: int = Field(
+        30, ge=1, le=3600,
+        description="The completeness sensor looks again this often while it waits (holding no worker slot between).",
+    )
     batch_catch_up_minutes: int = Field(
         15, ge=1, le=1440,
         description="Every this many minutes lakehouse_catch_up runs the dates that are missing or stale in gold.",

@@ -16,8 +16,11 @@ def make_settings(run_dir, **overrides):
     """Settings of a test's own stack (lakehouse.platform.isolated). Raw
     landing waits at most 10 s for a batch instead of the default minute
     (STREAM_MAX_BATCH_DELAY_SECONDS, a commit rate for a long-running
-    stack's Delta log): tests that wait for bronze then wait less."""
-    return isolated_settings(run_dir, **{"stream_max_batch_delay_seconds": 10.0, **overrides})
+    stack's Delta log), and the DAG's completeness sensor looks every 5 s
+    instead of 30 (BATCH_COMPLETENESS_POKE_SECONDS): tests that wait for
+    bronze or for a DAG run then wait less."""
+    return isolated_settings(run_dir, **{"stream_max_batch_delay_seconds": 10.0,
+                                         "batch_completeness_poke_seconds": 5, **overrides})
 
 
 @pytest.fixture(scope="module")

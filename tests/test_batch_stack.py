@@ -219,7 +219,7 @@ def test_sensor_waits_while_raw_landing_is_stopped_and_the_run_completes_once_it
         run_id = trigger(api, D_STOPPED)
         wait_for(lambda: task_state(api, run_id, "wait_for_complete_date") == "up_for_reschedule", 1800,
                  "the completeness sensor to wait (up_for_reschedule)", every=3)
-        time.sleep(45)  # a further poke or two: still waiting, nothing published
+        time.sleep(3 * settings.batch_completeness_poke_seconds)  # further pokes: still waiting, nothing published
         assert get(api, f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"] == "running"
         assert task_state(api, run_id, "bronze_to_silver") in (None, "scheduled", "queued", "none")
         assert batch_run(settings, run_id) is None
