@@ -82,9 +82,10 @@ def client_config(settings: Settings) -> dict[str, Any]:
 
 
 def _sasl(opts: dict[str, str]) -> dict[str, Any]:
-    mechanism = opts.get("sasl.mechanism", "GSSAPI").upper()  # the Java client's default
+    mechanism = opts.get("sasl.mechanism", "GSSAPI").upper()
     if mechanism not in MECHANISMS:
-        raise KafkaOptionsError(f"KAFKA_OPTIONS sasl.mechanism={mechanism}: the Python Kafka clients support "
+        unset = "" if "sasl.mechanism" in opts else " (the Java client's default when unset)"
+        raise KafkaOptionsError(f"KAFKA_OPTIONS sasl.mechanism={mechanism}{unset}: the Python Kafka clients support "
                                 f"{', '.join(MECHANISMS)} here")
     jaas = opts.get("sasl.jaas.config")
     if not jaas:
