@@ -111,17 +111,20 @@ def test_the_stack_runs_on_a_sasl_ssl_cluster_with_kafka_options_alone(secured_c
         assert "broker" not in stack.process_states(settings)
         client = kafka_clients.client_config(settings)
 
-        def landed() -> int | None:
-            """Bronze + quarantine rows once they equal the topic's records so far (None before)."""
+        def on_topic() -> dict[int, int]:
+            """The topic's end offsets, asked over SASL_SSL."""
             consumer = KafkaConsumer(**client, enable_auto_commit=False)
             try:
                 parts = [TopicPartition(settings.kafka_topic, p)
                          for p in consumer.partitions_for_topic(settings.kafka_topic) or ()]
-                on_topic = sum(consumer.end_offsets(parts).values())
+                return {tp.partition: end for tp, end in consumer.end_offsets(parts).items()}
             finally:
                 consumer.close()
+
+        def landed() -> int | None:
+            """Bronze's rows once the producer's records reached it (None before)."""
             rows = sum(bronze_rows_per_date(catalog.BRONZE_EVENTS.path(settings)).values())
-            return rows if on_topic >= 200 and rows >= 200 else None
+            return rows if rows >= 200 and sum(on_topic().values()) >= 200 else None
 
         wait_for(landed, 600, "the producer's events in bronze", every=5)
         with psycopg2.connect(settings.pg_dsn("reader")) as conn, conn.cursor() as cur:
@@ -131,11 +134,10 @@ def test_the_stack_runs_on_a_sasl_ssl_cluster_with_kafka_options_alone(secured_c
 
         # the DAG's completeness check asks the cluster for the offsets at a cutoff ...
         mid = datetime.now(timezone.utc)
-        time.sleep(3)  # the producer sends 50 events/s: records after it
+        before = sum(on_topic().values())
+        wait_for(lambda: sum(on_topic().values()) > before + 50, 120, "records sent after the cutoff", every=1)
         targets, beginnings = completeness.targets(client, settings.kafka_topic, mid)
-        consumer = KafkaConsumer(**client)
-        ends = consumer.end_offsets([TopicPartition(settings.kafka_topic, p) for p in targets])
-        consumer.close()
+        ends = on_topic()
         assert 0 < sum(targets.values()) < sum(ends.values()), (targets, ends)
         assert set(beginnings.values()) == {0}
         # ... and the DAG's sensor, for a past date, against raw landing's
