@@ -25,6 +25,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse.kafka_clients import java_options
 from lakehouse.settings import Settings
 
 #: What the validation UDF adds to each Kafka row: a struct of the parsed
@@ -42,9 +43,8 @@ def kafka_options(settings: Settings) -> dict[str, str]:
         "failOnDataLoss": str(settings.stream_fail_on_data_loss).lower(),
         "kafka.isolation.level": "read_committed",
     }
-    for key, value in settings.kafka_options.items():
-        key = key if key.startswith("kafka.") else f"kafka.{key}"
-        options[key] = str(value)
+    for key, value in java_options(settings).items():
+        options[f"kafka.{key}"] = value
     return options
 
 
