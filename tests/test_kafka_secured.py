@@ -99,8 +99,7 @@ def test_the_stack_runs_on_a_sasl_ssl_cluster_with_kafka_options_alone(secured_c
     """`up` creates the topic over SASL_SSL; the producer sends over it; raw
     landing and fast aggregation read it; the completeness check reads the
     date's offsets from it."""
-    from kafka import KafkaConsumer, TopicPartition
-
+    from bench.kafka_util import high_watermarks
     from lakehouse import catalog, kafka_clients
     from lakehouse.batch import completeness, jobs
     from lakehouse.batch.catch_up import bronze_rows_per_date
@@ -113,13 +112,7 @@ def test_the_stack_runs_on_a_sasl_ssl_cluster_with_kafka_options_alone(secured_c
 
         def on_topic() -> dict[int, int]:
             """The topic's end offsets, asked over SASL_SSL."""
-            consumer = KafkaConsumer(**client, enable_auto_commit=False)
-            try:
-                parts = [TopicPartition(settings.kafka_topic, p)
-                         for p in consumer.partitions_for_topic(settings.kafka_topic) or ()]
-                return {tp.partition: end for tp, end in consumer.end_offsets(parts).items()}
-            finally:
-                consumer.close()
+            return high_watermarks(settings, settings.kafka_topic)
 
         def landed() -> int | None:
             """Bronze's rows once the producer's records reached it (None before)."""
