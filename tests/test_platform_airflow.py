@@ -128,6 +128,17 @@ def test_the_scheduler_idle_sleep_is_the_setting_airflow_reads(airflow_stack):
     assert float(res.stdout.strip()) == airflow_stack.airflow_scheduler_idle_sleep_seconds
 
 
+def test_lakehouse_airflow_passes_help_to_airflow(airflow_stack, monkeypatch):
+    """`lakehouse airflow <command> --help` is Airflow's help of that command
+    (the options a user looks up, e.g. a backfill's), not the wrapper's."""
+    settings_as_environment(airflow_stack, monkeypatch)
+    res = subprocess.run([sys.executable, "-m", "lakehouse.platform.cli", "airflow", "backfill", "create", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "usage: airflow backfill create" in res.stdout.lower()
+    assert "--reprocess-behavior" in res.stdout and "--max-active-runs" in res.stdout
+
+
 def test_compose_health_checks_pass_against_running_airflow(airflow_stack, monkeypatch):
     """docker-compose.yml's health checks of Airflow's containers
     (`lakehouse.platform.compose health`) pass against the running

@@ -145,10 +145,11 @@ def psql(
     sys.exit(subprocess.call(["psql", dsn, *ctx.args], env=env))
 
 
-@app.command("airflow", context_settings=PASSTHROUGH)
+@app.command("airflow", context_settings={**PASSTHROUGH, "help_option_names": []})
 def airflow_cli(ctx: typer.Context) -> None:
     """The Airflow CLI with the embedded stack's configuration, e.g.
-    `lakehouse airflow dags trigger lakehouse_bronze_to_gold -c '{"event_date": "2026-11-20"}'`."""
+    `lakehouse airflow dags trigger lakehouse_bronze_to_gold -c '{"event_date": "2026-11-20"}'`;
+    `--help` anywhere is Airflow's (`lakehouse airflow backfill create --help`)."""
     settings = get_settings()
     try:
         env = {**os.environ, **airflow.environment(settings)}
