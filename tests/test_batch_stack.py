@@ -203,6 +203,36 @@ def test_rest_triggered_run_equals_independent_gold_and_a_rerun_from_the_ui_is_i
     assert gold_checksum(settings, [D_REST]) == before
 
 
+def test_a_backfill_through_the_rest_api_processes_the_dates_the_docs_say(full):
+    """docs/operations.md's backfill: `POST /backfills` from D+1 00:00 to
+    D+1 02:00 UTC makes the one run whose data interval starts on D (the
+    dry run lists it first), and that run processes D: ops.batch_runs records
+    D with bronze's rows of D. `reprocess_behavior` "completed" runs a date
+    again even when it has a run; `max_active_runs` 1 keeps a backfill's
+    runs one at a time (a backfill does not obey the DAG's own limit)."""
+    settings, api = full
+    after = datetime(D_REST.year, D_REST.month, D_REST.day, tzinfo=timezone.utc) + timedelta(days=1)
+    body = {"dag_id": DAG_ID, "from_date": after.isoformat(), "to_date": (after + timedelta(hours=2)).isoformat(),
+            "reprocess_behavior": "completed", "max_active_runs": 1}
+    resp = patient(lambda: api.post("/backfills/dry_run", body))
+    assert resp.status_code == 200, resp.text
+    assert [b["logical_date"] for b in resp.json()["backfills"]] == [f"{D_REST.isoformat()}T01:00:00Z"]
+    resp = patient(lambda: api.post("/backfills", body))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["max_active_runs"] == 1
+
+    def backfill_run():
+        runs = get(api, f"/dags/{DAG_ID}/dagRuns", params={"limit": 100, "run_type": "backfill"})["dag_runs"]
+        return next((r for r in runs if r["logical_date"].startswith(D_REST.isoformat())), None)
+
+    run = wait_for_run(api, wait_for(backfill_run, 120, "the backfill's run", every=2)["dag_run_id"])
+    assert run["state"] == "success", run
+    with psycopg2.connect(settings.pg_dsn("reader")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT event_date, bronze_rows FROM ops.batch_runs WHERE run_id = %s", (run["dag_run_id"],))
+        assert cur.fetchone() == (D_REST, _bronze_rows(settings, D_REST))
+    conn.close()
+
+
 def test_rest_refuses_a_malformed_event_date(full):
     _, api = full
     resp = patient(lambda: api.post(f"/dags/{DAG_ID}/dagRuns",
