@@ -41,14 +41,25 @@ def class_archive(settings: Settings) -> Path:
 ARCHIVE_AT_FIXED_ADDRESS = "-XX:+UnlockDiagnosticVMOptions -XX:ArchiveRelocationMode=0"
 
 
+def path_option(name: str, path: Path) -> str:
+    """`name=path` as one option of a Spark JVM option string
+    (`spark.*.extraJavaOptions`), which Spark splits at whitespace outside
+    quotes: a path with a space (a checkout in "My Projects") is quoted, so it
+    stays one option."""
+    value = str(path)
+    if any(c.isspace() or c in "\"'\\" for c in value):
+        value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name}={value}"
+
+
 def driver_java_options(settings: Settings, *, with_archive: bool = True) -> str:
     """The JVM options of every Spark JVM we start (streams, Spark Connect
     server, local sessions): UTC, SPARK_JAVA_OPTIONS, and the class-data
     archive once setup has made it (`with_archive=False`: the JVM that makes it)."""
     options = f"{UTC_JAVA_OPTION} {settings.spark_java_options}".strip()
     archive = class_archive(settings)
-    if with_archive and archive.is_file() and not any(c.isspace() for c in str(archive)):
-        options += f" -XX:SharedArchiveFile={archive} {ARCHIVE_AT_FIXED_ADDRESS}"
+    if with_archive and archive.is_file():
+        options += f" {path_option('-XX:SharedArchiveFile', archive)} {ARCHIVE_AT_FIXED_ADDRESS}"
     return options
 
 

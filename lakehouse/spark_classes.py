@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from lakehouse.settings import Settings, get_settings
-from lakehouse.spark import class_archive, driver_java_options, spark_session
+from lakehouse.spark import class_archive, driver_java_options, path_option, spark_session
 
 
 def _workload(spark, root: Path) -> None:
@@ -46,7 +46,8 @@ def make(settings: Settings) -> Path:
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
     # -Xlog: the JDK lists every class it leaves out (generated, or failing its verification) as a warning
-    options = f"{driver_java_options(settings, with_archive=False)} -XX:ArchiveClassesAtExit={partial} -Xlog:cds*=error"
+    options = (f"{driver_java_options(settings, with_archive=False)} "
+               f"{path_option('-XX:ArchiveClassesAtExit', partial)} -Xlog:cds*=error")
     root = Path(tempfile.mkdtemp(prefix="lakehouse-spark-classes-"))
     # Spark's warehouse directory too (its first SQL statement makes it): setup
     # runs before the stack's run directory exists, and `make up` refuses a run

@@ -33,7 +33,7 @@ def test_a_spark_jvm_maps_the_archive_setup_made(tmp_path):
     assert archive.is_file(), f"setup made no {archive} (scripts/bootstrap.sh, python -m lakehouse.spark_classes)"
     with spark_connect_server(settings) as server, connect_session(spark_connect.url(settings)) as spark:
         assert spark.range(3).count() == 3
-        mapped = {line.split()[-1] for line in open(f"/proc/{server.pid}/maps") if line.rstrip().endswith(".jsa")}
+        mapped = {_mapped_path(line) for line in open(f"/proc/{server.pid}/maps") if line.rstrip().endswith(".jsa")}
         resident, dirty = _archive_pages_kb(server.pid, archive)
     assert str(archive) in mapped, f"the JVM did not map {archive}; it mapped {sorted(mapped)}"
     # Relocated (the JDK's default ArchiveRelocationMode=1) the JVM rewrites
@@ -51,12 +51,36 @@ def _archive_pages_kb(pid: int, archive) -> tuple[int, int]:
     for line in open(f"/proc/{pid}/smaps"):
         head = line.split()
         if "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line
-            ours = head[-1] == str(archive)
+            ours = _mapped_path(line) == str(archive)
         elif ours and head[0] == "Rss:":
             resident += int(head[1])
         elif ours and head[0] in ("Private_Dirty:", "Shared_Dirty:"):
             dirty += int(head[1])
     return resident, dirty
+
+
+def _mapped_path(line: str) -> str:
+    """The file of a /proc/<pid>/maps (or smaps) mapping line: its sixth field
+    to the end of the line (a path may hold spaces)."""
+    fields = line.split(maxsplit=5)
+    return fields[5].rstrip("\n") if len(fields) == 6 else ""
+
+
+def test_an_archive_path_with_a_space_reaches_the_jvm_whole(tmp_path):
+    """A checkout in a directory with a space ("My Projects"): Spark splits a
+    JVM option string at whitespace outside quotes, so the archive's option is
+    quoted (lakehouse.spark.path_option) and the Spark Connect server's JVM
+    gets it as one argument. Before, such a checkout ran without the archive,
+    and setup could not make it: the JVM took the path's second half for its
+    main class. (The JVM ignores this archive, made for other jars.)"""
+    jvm = tmp_path / "my projects" / "jvm"
+    jvm.mkdir(parents=True)
+    (jvm / "spark").symlink_to(get_settings().lakehouse_jvm_dir.resolve() / "spark")
+    settings = make_settings(tmp_path / "run", lakehouse_jvm_dir=jvm)
+    class_archive(settings).write_bytes(b"not an archive")
+    with spark_connect_server(settings) as server:
+        argv = open(f"/proc/{server.pid}/cmdline", "rb").read().decode().split("\0")
+    assert f"-XX:SharedArchiveFile={class_archive(settings)}" in argv, argv
 
 
 def test_setup_leaves_the_run_directory_to_make_up():
