@@ -131,7 +131,10 @@ def test_make_up_runs_grafana_under_the_process_manager(tmp_path):
 
     home = tmp_path / "grafana-home"
     exe = fake_grafana(home)
-    exe.write_text(FAKE_GRAFANA.format(python=sys.executable))
+    script = home / "fake_grafana.py"
+    script.write_text(FAKE_GRAFANA.format(python=sys.executable))
+    # through sh: a shebang line cannot name an interpreter whose path holds a space
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
     s = make_settings(tmp_path / "run", grafana_bin=str(exe), grafana_port=free_port())
     try:
         result = stack.up(s, groups=("grafana",))
