@@ -19,7 +19,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.settings import Settings
 from lakehouse.stream import realtime
-from lakehouse.stream.app import GracefulStop, run_streaming_job
+from lakehouse.stream.app import GracefulStop, require_topic, run_streaming_job
 from lakehouse.stream.source import kafka_stream, validated
 
 QUERY_NAME = "fast-aggregation"
@@ -43,6 +43,8 @@ def checkpoint(settings: Settings) -> str:
 
 
 def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = None) -> StreamingQuery:
+    require_topic(QUERY_NAME, checkpoint(settings), settings)
+
     def write(batch: DataFrame, batch_id: int) -> None:
         if stop is not None:
             stop.check()

@@ -19,7 +19,7 @@ from pyspark.sql.streaming import StreamingQuery
 from lakehouse.batch.maintenance import closed_before
 from lakehouse.settings import Settings
 from lakehouse.stream import bronze
-from lakehouse.stream.app import GracefulStop, checkpoint_query_id, run_streaming_job
+from lakehouse.stream.app import GracefulStop, checkpoint_query_id, require_topic, run_streaming_job
 from lakehouse.stream.source import batching_options, kafka_stream, validated
 
 QUERY_NAME = "raw-landing"
@@ -32,8 +32,9 @@ def checkpoint(settings: Settings) -> str:
 
 def start(spark: SparkSession, settings: Settings, stop: GracefulStop | None = None) -> StreamingQuery:
     """Start the query (tables created first, so readers find them at once)."""
-    bronze.ensure_tables(spark, settings)
     ckpt = checkpoint(settings)
+    require_topic(QUERY_NAME, ckpt, settings)
+    bronze.ensure_tables(spark, settings)
     prefix: dict[str, str] = {}
     compacted: dict[str, object] = {"before": None}  # partitions < this are compacted (this run)
 

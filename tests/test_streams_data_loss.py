@@ -6,6 +6,8 @@ manager does not restart it into the same failure."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lakehouse.platform import services
@@ -44,6 +46,53 @@ def test_a_recreated_topic_stops_raw_landing_with_sparks_data_loss_message(core_
     finally:
         if job.poll() is None:
             kill_job(job)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_changed_topic_stops_the_streams_before_their_checkpoints_take_it(core_stack, tmp_path):
+    """KAFKA_TOPIC changed under existing checkpoints: the streams application
+    exits with DATA_LOSS_EXIT_CODE before its queries start, naming both
+    topics, and neither checkpoint logs a batch of the new topic. (Started,
+    Spark logged the new topic's offsets as the next batch and failed on data
+    loss, at every start, even once KAFKA_TOPIC was set back.)"""
+    from lakehouse.stream.app import checkpoint_topics
+    from spark_jobs import fast_aggregation, raw_landing
+
+    settings = stream_settings(core_stack, tmp_path)
+    checkpoints = [raw_landing.checkpoint(settings), fast_aggregation.checkpoint(settings)]
+    log_path = tmp_path / "streams.log"
+    job = start_job("spark_jobs.streams", settings, log_path)
+    try:
+        p = kafka_python(settings)
+        for i in range(30):
+            p.send(settings.kafka_topic, value=b"not json %d" % i, partition=i % settings.kafka_partitions)
+        p.flush(30)
+        p.close()
+        wait_for(lambda: len(delta_rows(settings, "quarantine")) >= 30 or job.poll() is not None, 240,
+                 "the first records")
+        wait_for(lambda: all(checkpoint_topics(c) == {settings.kafka_topic} for c in checkpoints), 60,
+                 "both checkpoints to log the topic")
+        assert job.poll() is None, log_path.read_text()[-3000:]
+    finally:
+        kill_job(job)
+    logged = {c: sorted(p.name for p in (Path(c) / "offsets").iterdir()) for c in checkpoints}
+
+    moved = stream_settings(core_stack, tmp_path)  # same run directory, another topic
+    assert moved.kafka_topic != settings.kafka_topic and moved.checkpoint_dir == settings.checkpoint_dir
+    job = start_job("spark_jobs.streams", moved, log_path)
+    try:
+        code = job.wait(240)
+    finally:
+        if job.poll() is None:
+            kill_job(job)
+    log = log_path.read_text()
+    assert code == DATA_LOSS_EXIT_CODE, log[-3000:]
+    assert (f"raw-landing not started: its checkpoint {checkpoints[0]} holds offsets of topic "
+            f"{settings.kafka_topic}, and KAFKA_TOPIC is {moved.kafka_topic}") in log, log[-3000:]
+    assert {c: sorted(p.name for p in (Path(c) / "offsets").iterdir()) for c in checkpoints} == logged
+    assert all(checkpoint_topics(c) == {settings.kafka_topic} for c in checkpoints)
+    assert len(delta_rows(settings, "quarantine")) == 30
 
 
 def test_the_process_manager_does_not_restart_the_streams_after_data_loss(tmp_path):

@@ -174,3 +174,41 @@ def test_a_worker_forked_from_the_streams_daemon_reads_no_archive_again():
         "sys.path.insert(0, '/nonexistent-spark-files'); importlib.invalidate_caches(); "
         "print(json.dumps([pyspark.__file__, list(zipimport._zip_directory_cache)]))", env)
     assert ".zip" not in pyspark_file and cached == []
+
+
+def _offsets(checkpoint, batch: int, topics: dict, committed: bool) -> None:
+    """One entry of a checkpoint's offset log as Spark writes it (and its commit)."""
+    (checkpoint / "offsets").mkdir(parents=True, exist_ok=True)
+    (checkpoint / "commits").mkdir(exist_ok=True)
+    meta = {"batchWatermarkMs": 0, "batchTimestampMs": 1, "conf": {}}
+    (checkpoint / "offsets" / str(batch)).write_text(f"v1\n{json.dumps(meta)}\n{json.dumps(topics)}")
+    (checkpoint / "offsets" / f".{batch}.crc").write_bytes(b"")
+    if committed:
+        (checkpoint / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}')
+
+
+def test_a_checkpoint_of_another_topic_is_refused_before_its_query_starts(tmp_path):
+    import pytest
+
+    from lakehouse.stream.app import CheckpointOfAnotherTopic, checkpoint_topics, require_topic
+    from tests.conftest import make_settings
+
+    ckpt = tmp_path / "checkpoints" / "raw_landing"
+    settings = make_settings(tmp_path / "run", kafka_topic="user-events")
+    assert checkpoint_topics(ckpt) == set()  # a new checkpoint
+    require_topic("raw-landing", ckpt, settings)
+    for batch in (0, 1, 2):
+        _offsets(ckpt, batch, {"user-events": {"0": batch * 10, "1": batch * 5}}, committed=True)
+    assert checkpoint_topics(ckpt) == {"user-events"}
+    require_topic("raw-landing", ckpt, settings)
+    with pytest.raises(CheckpointOfAnotherTopic) as refused:
+        require_topic("raw-landing", ckpt, settings.model_copy(update={"kafka_topic": "clicks"}))
+    message = str(refused.value)
+    assert "holds offsets of topic user-events, and KAFKA_TOPIC is clicks" in message
+    assert f"mv {ckpt.parent} {ckpt.parent}.old-topic" in message
+    # A batch planned with the new topic by an earlier version (never committed): the
+    # restart would replay it, so the checkpoint is refused under either topic.
+    _offsets(ckpt, 3, {"clicks": {"0": 7}}, committed=False)
+    assert checkpoint_topics(ckpt) == {"user-events", "clicks"}
+    with pytest.raises(CheckpointOfAnotherTopic):
+        require_topic("raw-landing", ckpt, settings)

@@ -13,7 +13,8 @@ Data loss: when Kafka no longer holds the offsets a checkpoint points at and
 STREAM_FAIL_ON_DATA_LOSS is true, the query fails with Spark's data-loss
 message. Restarting cannot fix that, so the application logs what to do and
 exits with DATA_LOSS_EXIT_CODE, which the process manager takes as a stop
-(`make status`: EXITED), not as a crash to restart.
+(`make status`: EXITED), not as a crash to restart. So does a checkpoint of
+another topic (KAFKA_TOPIC changed), refused before its query starts.
 """
 
 from __future__ import annotations
@@ -90,6 +91,54 @@ def is_data_loss(exc: BaseException) -> bool:
 
 class StopRequested(RuntimeError):
     """Raised by a micro-batch that began after a stop was requested."""
+
+
+class CheckpointOfAnotherTopic(RuntimeError):
+    """A query's checkpoint holds offsets of another topic than KAFKA_TOPIC."""
+
+
+TOPIC_CHANGED = (
+    "{query} not started: its checkpoint {checkpoint} holds offsets of topic {seen}, and KAFKA_TOPIC is "
+    "{topic}. A checkpoint belongs to the topic it reads (Spark does not support changing a query's topic): "
+    "started, the query would log {topic}'s offsets as the next batch of the old topic's and then fail on "
+    "data loss at every start, even with KAFKA_TOPIC set back. Set KAFKA_TOPIC back, or read {topic} with "
+    "new checkpoints: `make down`, move {checkpoints} aside (e.g. `mv {checkpoints} {checkpoints}.old-topic`), "
+    "`make up`; a new checkpoint starts at STREAM_STARTING_OFFSETS. Bronze and realtime keep what they hold. "
+    "The streams stay stopped (exit code {code}; `make status` shows streams EXITED)."
+)
+
+
+def checkpoint_topics(checkpoint: str | Path) -> set[str]:
+    """The Kafka topics in a checkpoint's offset log: those of its newest
+    entry (the batch planned last, which a restart runs again) and of its
+    newest committed batch. Spark's `offsets/<batch id>` files hold a version
+    line, the batch's metadata, then one line per source: the Kafka source's
+    offsets as {"topic": {"partition": offset}}. Empty for a new checkpoint."""
+    root = Path(checkpoint)
+
+    def newest(sub: str) -> int | None:
+        ids = [int(p.name) for p in (root / sub).glob("*") if p.name.isdigit()]
+        return max(ids) if ids else None
+
+    topics: set[str] = set()
+    for batch in {newest("offsets"), newest("commits")} - {None}:
+        path = root / "offsets" / str(batch)
+        if path.is_file():
+            for line in path.read_text().splitlines()[2:]:
+                if line.startswith("{"):
+                    topics |= set(json.loads(line))
+    return topics
+
+
+def require_topic(query: str, checkpoint: str | Path, settings) -> None:
+    """Refuse to start `query` on a checkpoint of another topic (KAFKA_TOPIC
+    changed): Spark would log the new topic's offsets as the checkpoint's next
+    batch, and that batch, replayed at every start, fails on data loss."""
+    seen = checkpoint_topics(checkpoint)
+    if seen and seen != {settings.kafka_topic}:
+        raise CheckpointOfAnotherTopic(TOPIC_CHANGED.format(
+            query=query, checkpoint=checkpoint, seen=", ".join(sorted(seen)), topic=settings.kafka_topic,
+            checkpoints=Path(checkpoint).parent, code=DATA_LOSS_EXIT_CODE))
 
 
 def checkpoint_query_id(checkpoint: str | Path) -> str:
@@ -169,14 +218,19 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
     spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), list(starts)))
     queries = []
-    for name, start in starts.items():
-        # The query's thread inherits the pool from the thread that starts it.
-        spark.sparkContext.setLocalProperty("spark.scheduler.pool", name)
-        queries.append(start(spark, settings, stop))
-    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
-    log.info("%s started: topic %s -> %s", ", ".join(starts), settings.kafka_topic, target)
     try:
+        for name, start in starts.items():
+            # The query's thread inherits the pool from the thread that starts it.
+            spark.sparkContext.setLocalProperty("spark.scheduler.pool", name)
+            queries.append(start(spark, settings, stop))
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
+        log.info("%s started: topic %s -> %s", ", ".join(starts), settings.kafka_topic, target)
         stop.run(queries)
+    except CheckpointOfAnotherTopic as exc:
+        stop.requested.set()
+        stop.run(queries)  # a query started before it: stopped between its batches
+        log.error("%s", exc)
+        raise SystemExit(DATA_LOSS_EXIT_CODE) from None
     except Exception as exc:
         if not is_data_loss(exc):
             raise
