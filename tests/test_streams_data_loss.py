@@ -18,6 +18,19 @@ from tests.streams_helpers import delta_rows, kill_job, start_job, stream_settin
 from tests.test_streams_bad_input import kafka_python
 
 
+def land_records_that_are_not_json(settings, job, log_path, n: int = 30) -> None:
+    """Send `n` records that are not JSON; wait until the running job has
+    quarantined them."""
+    p = kafka_python(settings)
+    for i in range(n):
+        p.send(settings.kafka_topic, value=b"not json %d" % i, partition=i % settings.kafka_partitions)
+    p.flush(30)
+    p.close()
+    wait_for(lambda: len(delta_rows(settings, "quarantine")) >= n or job.poll() is not None, 240,
+             "the first records")
+    assert job.poll() is None, log_path.read_text()[-3000:]
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_recreated_topic_stops_raw_landing_with_sparks_data_loss_message(core_stack, tmp_path):
@@ -25,14 +38,9 @@ def test_a_recreated_topic_stops_raw_landing_with_sparks_data_loss_message(core_
     log_path = tmp_path / "raw_landing.log"
     job = start_job("spark_jobs.raw_landing", settings, log_path)
     try:
-        p = kafka_python(settings)
-        for i in range(30):
-            p.send(settings.kafka_topic, value=b"not json %d" % i, partition=i % settings.kafka_partitions)
-        p.flush(30)
-        wait_for(lambda: len(delta_rows(settings, "quarantine")) >= 30 or job.poll() is not None, 240,
-                 "the first records")
-        assert job.poll() is None, log_path.read_text()[-3000:]
+        land_records_that_are_not_json(settings, job, log_path)
         recreate_topic(settings, settings.kafka_topic, settings.kafka_partitions)
+        p = kafka_python(settings)
         for i in range(3):
             p.send(settings.kafka_topic, value=b"after %d" % i, partition=i % settings.kafka_partitions)
         p.flush(30)
@@ -64,18 +72,12 @@ def test_a_changed_topic_stops_the_streams_before_their_checkpoints_take_it(core
     log_path = tmp_path / "streams.log"
     job = start_job("spark_jobs.streams", settings, log_path)
     try:
-        p = kafka_python(settings)
-        for i in range(30):
-            p.send(settings.kafka_topic, value=b"not json %d" % i, partition=i % settings.kafka_partitions)
-        p.flush(30)
-        p.close()
-        wait_for(lambda: len(delta_rows(settings, "quarantine")) >= 30 or job.poll() is not None, 240,
-                 "the first records")
+        land_records_that_are_not_json(settings, job, log_path)
         wait_for(lambda: all(checkpoint_topics(c) == {settings.kafka_topic} for c in checkpoints), 60,
                  "both checkpoints to log the topic")
-        assert job.poll() is None, log_path.read_text()[-3000:]
     finally:
-        kill_job(job)
+        if job.poll() is None:
+            kill_job(job)
     logged = {c: sorted(p.name for p in (Path(c) / "offsets").iterdir()) for c in checkpoints}
 
     moved = stream_settings(core_stack, tmp_path)  # same run directory, another topic
