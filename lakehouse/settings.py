@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -237,7 +237,12 @@ class Settings(BaseSettings):
         "(Spark's maxTriggerDelay).",
     )
     stream_max_records_per_batch: int = Field(100_000, description="Cap on Kafka records per micro-batch.")
-    stream_starting_offsets: str = Field("earliest", description="earliest or latest, for a new checkpoint.")
+    stream_starting_offsets: str = Field(
+        "earliest",
+        description="Where a new checkpoint starts (Spark's startingOffsets): earliest, latest, or JSON naming "
+        'KAFKA_TOPIC and every partition, e.g. {"user-events": {"0": 1200, "1": -2, "2": -1}} (-2 earliest, '
+        "-1 latest).",
+    )
     stream_fail_on_data_loss: bool = True
     realtime_watermark_minutes: float = 2.0
     realtime_trigger_seconds: float = Field(
@@ -265,6 +270,32 @@ class Settings(BaseSettings):
 
             value = json.loads(value) if value.strip() else {}
         return value
+
+    @model_validator(mode="after")
+    def _starting_offsets_name_the_topic(self):
+        """STREAM_STARTING_OFFSETS as Spark reads it (earliest, latest, or JSON
+        {topic: {partition: offset}}) and naming KAFKA_TOPIC only: refused here,
+        when `make up` reads the settings, not by every start of the streams."""
+        import json
+
+        value = self.stream_starting_offsets.strip()
+        if value.lower() in ("earliest", "latest"):
+            return self
+        example = f'{{"{self.kafka_topic}": {{"0": 1200, "1": -2}}}}'
+        try:
+            offsets = json.loads(value)
+        except ValueError:
+            offsets = None
+        if not (isinstance(offsets, dict) and offsets and all(
+                isinstance(parts, dict) and parts and all(
+                    str(p).isdigit() and type(o) is int and o >= -2 for p, o in parts.items())
+                for parts in offsets.values())):
+            raise ValueError(f"STREAM_STARTING_OFFSETS must be earliest, latest, or JSON like {example} "
+                             f"(-2 earliest, -1 latest); got {value!r}")
+        if set(offsets) != {self.kafka_topic}:
+            raise ValueError(f"STREAM_STARTING_OFFSETS names topic {', '.join(sorted(offsets))}, and the streams "
+                             f"read KAFKA_TOPIC={self.kafka_topic}")
+        return self
 
     # --- Grafana ------------------------------------------------------------
     grafana_bin: str = Field("grafana", description="Grafana server binary (name on PATH or a path).")
@@ -369,6 +400,18 @@ SECRET_FIELDS = (
     "dashboard_admin_password",
     "dashboard_secret_key",
 )
+
+
+def describe(error: ValidationError) -> str:
+    """A settings error for people: each wrong setting under its environment
+    name (as in .env), its value and what is wrong."""
+    lines = []
+    for e in error.errors():
+        name = "_".join(str(part) for part in e["loc"]).upper()
+        message = e["msg"].removeprefix("Value error, ")
+        value = "" if not name or "input" not in e or isinstance(e["input"], dict) else f"={e['input']!r}"
+        lines.append(f"{name}{value}: {message}" if name else message)
+    return "settings (.env or the environment; .env.example documents each): " + "; ".join(lines)
 
 
 def get_settings(**overrides) -> Settings:

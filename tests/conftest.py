@@ -53,7 +53,7 @@ FILE_SECONDS = {
     "test_streams_cluster.py": 165,
     "test_broker.py": 152,
     "test_kafka_secured.py": 150,
-    "test_streams_data_loss.py": 150,
+    "test_streams_data_loss.py": 200,
     "test_dashboard_browser.py": 147,
     "test_platform_airflow.py": 133,
     "test_batch_quality.py": 104,

@@ -47,3 +47,40 @@ def test_a_password_with_spaces_and_quotes_survives_the_dsn():
     assert parse_dsn(settings.pg_dsn("writer")) == {
         "host": "127.0.0.1", "port": "55432", "dbname": "lakehouse", "user": "lakehouse_writer", "password": password}
     assert "password" not in parse_dsn(Settings(_env_file=None).pg_dsn("reader"))
+
+
+def test_stream_starting_offsets_must_be_what_spark_reads_and_name_the_topic():
+    import pytest
+    from pydantic import ValidationError
+
+    from lakehouse.settings import describe, get_settings
+
+    for ok in ("earliest", "LATEST", '{"user-events": {"0": 1200, "1": -2, "2": -1}}'):
+        assert get_settings(kafka_topic="user-events", stream_starting_offsets=ok).stream_starting_offsets == ok
+    refused = {
+        "beginning": "STREAM_STARTING_OFFSETS must be earliest, latest, or JSON like",
+        '{"user-events": {"0": "1200"}}': "got '{\"user-events\": {\"0\": \"1200\"}}'",
+        '{"user-events": {"0": -3}}': "(-2 earliest, -1 latest)",
+        '{"user-events": {}}': "must be earliest, latest, or JSON",
+        '{"clicks": {"0": 5}}': "STREAM_STARTING_OFFSETS names topic clicks, and the streams read "
+                                "KAFKA_TOPIC=user-events",
+    }
+    for value, says in refused.items():
+        with pytest.raises(ValidationError) as exc:
+            get_settings(kafka_topic="user-events", stream_starting_offsets=value)
+        assert says in describe(exc.value), describe(exc.value)
+
+
+def test_the_cli_names_a_wrong_setting_before_doing_anything(monkeypatch):
+    """Every `lakehouse` command (`make up` runs `lakehouse up`) stops with the
+    setting's environment name and what is wrong, not a traceback; `status`
+    here, which starts nothing even where the check were missing."""
+    from typer.testing import CliRunner
+
+    from lakehouse.platform import cli
+
+    monkeypatch.setenv("STREAM_TRIGGER_SECONDS", "abc")
+    result = CliRunner().invoke(cli.app, ["status"])
+    assert result.exit_code == 2, result.output
+    assert "STREAM_TRIGGER_SECONDS='abc': Input should be a valid number" in result.output
+    assert "Traceback" not in result.output

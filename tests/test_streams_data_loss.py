@@ -2,7 +2,9 @@
 message (failOnDataLoss=true), having landed every record of the old topic
 once, instead of silently re-reading or skipping offsets. The application
 then exits with DATA_LOSS_EXIT_CODE and says what to do, and the process
-manager does not restart it into the same failure."""
+manager does not restart it into the same failure. So for the other
+failures a restart cannot fix: a checkpoint of another topic, and starting
+offsets Spark refuses."""
 
 from __future__ import annotations
 
@@ -95,6 +97,29 @@ def test_a_changed_topic_stops_the_streams_before_their_checkpoints_take_it(core
     assert {c: sorted(p.name for p in (Path(c) / "offsets").iterdir()) for c in checkpoints} == logged
     assert all(checkpoint_topics(c) == {settings.kafka_topic} for c in checkpoints)
     assert len(delta_rows(settings, "quarantine")) == 30
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_starting_offsets_without_every_partition_stop_the_streams_instead_of_a_restart_loop(core_stack, tmp_path):
+    """STREAM_STARTING_OFFSETS naming one partition of three: Spark refuses it
+    at every start (its Kafka source asserts every partition is named), and
+    the process manager restarted the streams forever. The application now
+    exits with DATA_LOSS_EXIT_CODE, saying what to set."""
+    topic_settings = stream_settings(core_stack, tmp_path)
+    settings = topic_settings.model_copy(
+        update={"stream_starting_offsets": f'{{"{topic_settings.kafka_topic}": {{"0": 0}}}}'})
+    log_path = tmp_path / "streams.log"
+    job = start_job("spark_jobs.streams", settings, log_path)
+    try:
+        code = job.wait(240)
+    finally:
+        if job.poll() is None:
+            kill_job(job)
+    log = log_path.read_text()
+    assert code == DATA_LOSS_EXIT_CODE, log[-3000:]
+    assert "you must specify all TopicPartitions" in log  # Spark's own message
+    assert "stopped: STREAM_STARTING_OFFSETS names some of the topic's partitions" in log, log[-3000:]
 
 
 def test_the_process_manager_does_not_restart_the_streams_after_data_loss(tmp_path):

@@ -9,12 +9,13 @@ import time
 
 import typer
 from psycopg2.extensions import make_dsn
+from pydantic import ValidationError
 
 from lakehouse.platform import airflow, dashboard, stack
 from lakehouse.platform.errors import PlatformError
 from lakehouse.platform.secrets import ENV_PATH, ensure_env_file
 from lakehouse.platform.services import grafana_binary
-from lakehouse.settings import get_settings
+from lakehouse.settings import describe, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 
@@ -22,6 +23,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 def _fail(exc: PlatformError) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+@app.callback()
+def _settings_first() -> None:
+    # Every command reads the settings: a wrong one is named here, before anything starts.
+    try:
+        get_settings()
+    except ValidationError as exc:
+        typer.secho(f"error: {describe(exc)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -13,8 +13,10 @@ Data loss: when Kafka no longer holds the offsets a checkpoint points at and
 STREAM_FAIL_ON_DATA_LOSS is true, the query fails with Spark's data-loss
 message. Restarting cannot fix that, so the application logs what to do and
 exits with DATA_LOSS_EXIT_CODE, which the process manager takes as a stop
-(`make status`: EXITED), not as a crash to restart. So does a checkpoint of
-another topic (KAFKA_TOPIC changed), refused before its query starts.
+(`make status`: EXITED), not as a crash to restart. So do a checkpoint of
+another topic (KAFKA_TOPIC changed), refused before its query starts, and
+STREAM_STARTING_OFFSETS that Spark refuses for a new checkpoint (it must name
+every partition).
 """
 
 from __future__ import annotations
@@ -81,6 +83,21 @@ DATA_LOSS_ADVICE = (
     "(Spark's source option failOnDataLoss); then `make down && make up`. Bronze keeps everything it landed. "
     "docs/troubleshooting.md, 'A stream fails with data loss'. Spark's message: %s"
 )
+
+
+STARTING_OFFSETS_ADVICE = (
+    "%s stopped: STREAM_STARTING_OFFSETS names some of the topic's partitions, and Spark's startingOffsets "
+    "must name every one (-2 for earliest, -1 for latest where you don't care). Restarting would fail the "
+    "same way, so the streams stay stopped (exit code %d; `make status` shows streams EXITED). Name every "
+    "partition, or set earliest, in .env (it only applies to a new checkpoint); then `make down && make up`. "
+    "Spark's message: %s"
+)
+
+
+def is_starting_offsets_error(exc: BaseException) -> bool:
+    """Spark's refusal of startingOffsets JSON that leaves out partitions of
+    the topic (its Kafka source asserts it names them all)."""
+    return "you must specify all TopicPartitions" in str(exc)
 
 
 def is_data_loss(exc: BaseException) -> bool:
@@ -232,6 +249,10 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
         log.error("%s", exc)
         raise SystemExit(DATA_LOSS_EXIT_CODE) from None
     except Exception as exc:
+        if is_starting_offsets_error(exc):
+            failed = ", ".join(q.name for q in queries if is_starting_offsets_error(q.exception() or ""))
+            log.error(STARTING_OFFSETS_ADVICE, failed or app_name, DATA_LOSS_EXIT_CODE, exc)
+            raise SystemExit(DATA_LOSS_EXIT_CODE) from None
         if not is_data_loss(exc):
             raise
         failed = ", ".join(q.name for q in queries if q.exception() is not None and is_data_loss(q.exception()))
