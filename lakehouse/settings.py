@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: A TCP port, and a share of events (the producer's).
+Port = Annotated[int, Field(ge=1, le=65535)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class Settings(BaseSettings):
@@ -28,7 +33,7 @@ class Settings(BaseSettings):
 
     # --- PostgreSQL ---------------------------------------------------------
     pg_host: str = "127.0.0.1"
-    pg_port: int = 55432
+    pg_port: Port = 55432
     pg_bin_dir: Path | None = Field(None, description="PostgreSQL server binaries; found under /usr/lib/postgresql when unset.")
     pg_os_user: str = Field("postgres", description="Unprivileged OS user that owns the cluster when run as root.")
     pg_superuser: str = "lakehouse_admin"
@@ -45,11 +50,11 @@ class Settings(BaseSettings):
     # --- Kafka -------------------------------------------------------------
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_topic: str = "user-events"
-    kafka_partitions: int = 3
+    kafka_partitions: int = Field(3, ge=1)
     broker_embedded: bool = Field(
         True, description="Start the embedded Apache Kafka broker (KRaft, one node) under `make up`."
     )
-    broker_controller_port: int = Field(19093, description="The embedded broker's KRaft controller listener (127.0.0.1).")
+    broker_controller_port: Port = Field(19093, description="The embedded broker's KRaft controller listener (127.0.0.1).")
     broker_heap: str = Field("512m", description="Maximum heap of the embedded broker's JVM (-Xmx).")
     broker_java_options: str = Field(
         "-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true",
@@ -116,7 +121,7 @@ class Settings(BaseSettings):
         '{"conn_type": "spark_connect", "host": "spark.example", "port": 15002}. Unset: the stack\'s Spark '
         "Connect (SPARK_CONNECT_HOST, SPARK_CONNECT_PORT); set, the stack starts no Spark Connect of its own.",
     )
-    spark_connect_port: int = Field(
+    spark_connect_port: Port = Field(
         15002, description="The Spark Connect server the DAG's Spark tasks use (spark_default), on SPARK_CONNECT_HOST."
     )
     spark_connect_memory: str = Field(
@@ -194,12 +199,12 @@ class Settings(BaseSettings):
 
     # --- Airflow ------------------------------------------------------------
     airflow_host: str = "127.0.0.1"
-    airflow_port: int = 8080
-    airflow_scheduler_health_port: int = Field(8974, description="Scheduler's /health server.")
-    airflow_worker_log_port: int = Field(8793, description="LocalExecutor workers' log server.")
-    airflow_trigger_log_port: int = Field(8794, description="Triggerer's log server.")
+    airflow_port: Port = 8080
+    airflow_scheduler_health_port: Port = Field(8974, description="Scheduler's /health server.")
+    airflow_worker_log_port: Port = Field(8793, description="LocalExecutor workers' log server.")
+    airflow_trigger_log_port: Port = Field(8794, description="Triggerer's log server.")
     airflow_parallelism: int = Field(
-        2, description="Task instances the LocalExecutor runs at once (2 suits 2 cores)."
+        2, ge=1, description="Task instances the LocalExecutor runs at once (2 suits 2 cores)."
     )
     airflow_scheduler_idle_sleep_seconds: float = Field(
         0.25, gt=0, le=10,
@@ -215,11 +220,11 @@ class Settings(BaseSettings):
 
     # --- producer and streams -----------------------------------------------
     producer_enabled: bool = Field(True, description="Run the producer under `make up`.")
-    producer_rate: float = Field(200.0, description="Events per second the producer sends under `make up`.")
+    producer_rate: float = Field(200.0, ge=0.0, description="Events per second the producer sends under `make up`.")
     producer_seed: int = 42
-    producer_duplicate_fraction: float = 0.01
-    producer_late_fraction: float = 0.01
-    producer_malformed_fraction: float = 0.002
+    producer_duplicate_fraction: Fraction = 0.01
+    producer_late_fraction: Fraction = 0.01
+    producer_malformed_fraction: Fraction = 0.002
     streams_enabled: bool = Field(True, description="Run the streams program (raw landing, fast aggregation) under `make up`.")
     stream_trigger_seconds: float = Field(2.0, gt=0.0, description="Micro-batch trigger interval of raw landing.")
     stream_min_records_per_batch: int = Field(
@@ -236,7 +241,7 @@ class Settings(BaseSettings):
         description="Longest raw landing holds waiting records back for STREAM_MIN_RECORDS_PER_BATCH "
         "(Spark's maxTriggerDelay).",
     )
-    stream_max_records_per_batch: int = Field(100_000, description="Cap on Kafka records per micro-batch.")
+    stream_max_records_per_batch: int = Field(100_000, ge=1, description="Cap on Kafka records per micro-batch.")
     stream_starting_offsets: str = Field(
         "earliest",
         description="Where a new checkpoint starts (Spark's startingOffsets): earliest, latest, or JSON naming "
@@ -244,7 +249,7 @@ class Settings(BaseSettings):
         "-1 latest).",
     )
     stream_fail_on_data_loss: bool = True
-    realtime_watermark_minutes: float = 2.0
+    realtime_watermark_minutes: float = Field(2.0, ge=0.0)
     realtime_trigger_seconds: float = Field(
         0.5, gt=0.0,
         description="Micro-batch trigger interval of fast aggregation (realtime freshness); raw landing keeps "
@@ -299,7 +304,7 @@ class Settings(BaseSettings):
 
     # --- Grafana ------------------------------------------------------------
     grafana_bin: str = Field("grafana", description="Grafana server binary (name on PATH or a path).")
-    grafana_port: int = 3000
+    grafana_port: Port = 3000
     grafana_home: Path | None = Field(None, description="Grafana's homepath (conf/defaults.ini, public/); found from the binary when unset.")
     grafana_admin_user: str = "admin"
     grafana_admin_password: SecretStr | None = None
@@ -311,7 +316,7 @@ class Settings(BaseSettings):
     dashboard_host: str = Field(
         "127.0.0.1", description="Address the dashboard listens on: loopback; 0.0.0.0 only inside a container."
     )
-    dashboard_port: int = Field(8050, description="Port of the overview dashboard.")
+    dashboard_port: Port = Field(8050, description="Port of the overview dashboard.")
     dashboard_json: Path = Field(
         REPO_ROOT / "grafana" / "dashboards" / "lakehouse_overview.json",
         description="The Grafana dashboard JSON the embedded dashboard renders (the one definition).",

@@ -84,3 +84,26 @@ def test_the_cli_names_a_wrong_setting_before_doing_anything(monkeypatch):
     assert result.exit_code == 2, result.output
     assert "STREAM_TRIGGER_SECONDS='abc': Input should be a valid number" in result.output
     assert "Traceback" not in result.output
+
+
+def test_out_of_range_numbers_are_refused_when_the_settings_are_read():
+    """Values that cannot work (a port out of range, no records per batch, a
+    negative watermark delay, a share above 1) are refused with the setting's
+    name when the settings are read, before any program starts with them."""
+    import pytest
+    from pydantic import ValidationError
+
+    from lakehouse.settings import describe, get_settings
+
+    for name, value, says in [
+        ("pg_port", 0, "PG_PORT=0: Input should be greater than or equal to 1"),
+        ("dashboard_port", 70000, "DASHBOARD_PORT=70000: Input should be less than or equal to 65535"),
+        ("stream_max_records_per_batch", 0, "STREAM_MAX_RECORDS_PER_BATCH=0: Input should be greater"),
+        ("realtime_watermark_minutes", -1, "REALTIME_WATERMARK_MINUTES=-1: Input should be greater"),
+        ("producer_late_fraction", 1.5, "PRODUCER_LATE_FRACTION=1.5: Input should be less than or equal to 1"),
+        ("kafka_partitions", 0, "KAFKA_PARTITIONS=0: Input should be greater"),
+        ("airflow_parallelism", 0, "AIRFLOW_PARALLELISM=0: Input should be greater"),
+    ]:
+        with pytest.raises(ValidationError) as exc:
+            get_settings(**{name: value})
+        assert says in describe(exc.value), describe(exc.value)
