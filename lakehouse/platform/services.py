@@ -112,7 +112,8 @@ def services(settings: Settings) -> list[Service]:
                            port_setting="SPARK_CONNECT_PORT" if serves else None,
                            stopasgroup=False, stopwaitsecs=90, startsecs=10, priority=31,
                            stop_wave=1 if serves else 0,
-                           # Kafka data loss: restarting would fail the same way (lakehouse.stream.app)
+                           # Kafka data loss, a checkpoint of another topic, refused starting offsets:
+                           # restarting would fail the same way (lakehouse.stream.app)
                            final_exit_codes=(DATA_LOSS_EXIT_CODE,)))
     if settings.dashboard_enabled:
         # The overview dashboard without Grafana (lakehouse.dashboard_app), as the reader role.

@@ -15,7 +15,9 @@ The jobs in spark_jobs/ wire these together; the Delta tables are declared in
 lakehouse.catalog.
 """
 
-#: The streams application's exit status after Kafka data loss (lakehouse.stream.app):
-#: the process manager does not restart a program that exits with it
-#: (lakehouse.platform.services). EX_DATAERR of sysexits.h.
+#: The streams application's exit status after Kafka data loss, and for the
+#: other failures a restart cannot fix: a checkpoint of another topic, starting
+#: offsets Spark refuses (lakehouse.stream.app). The process manager does not
+#: restart a program that exits with it (lakehouse.platform.services).
+#: EX_DATAERR of sysexits.h.
 DATA_LOSS_EXIT_CODE = 65
