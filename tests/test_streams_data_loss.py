@@ -33,6 +33,20 @@ def land_records_that_are_not_json(settings, job, log_path, n: int = 30) -> None
     assert job.poll() is None, log_path.read_text()[-3000:]
 
 
+def streams_stopped_for_good(settings, log_path) -> str:
+    """Run the streams application; it must exit with DATA_LOSS_EXIT_CODE (a
+    stop the process manager does not restart). Its log."""
+    job = start_job("spark_jobs.streams", settings, log_path)
+    try:
+        code = job.wait(240)
+    finally:
+        if job.poll() is None:
+            kill_job(job)
+    log = log_path.read_text()
+    assert code == DATA_LOSS_EXIT_CODE, log[-3000:]
+    return log
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_recreated_topic_stops_raw_landing_with_sparks_data_loss_message(core_stack, tmp_path):
@@ -84,14 +98,7 @@ def test_a_changed_topic_stops_the_streams_before_their_checkpoints_take_it(core
 
     moved = stream_settings(core_stack, tmp_path)  # same run directory, another topic
     assert moved.kafka_topic != settings.kafka_topic and moved.checkpoint_dir == settings.checkpoint_dir
-    job = start_job("spark_jobs.streams", moved, log_path)
-    try:
-        code = job.wait(240)
-    finally:
-        if job.poll() is None:
-            kill_job(job)
-    log = log_path.read_text()
-    assert code == DATA_LOSS_EXIT_CODE, log[-3000:]
+    log = streams_stopped_for_good(moved, log_path)
     assert (f"raw-landing not started: its checkpoint {checkpoints[0]} holds offsets of topic "
             f"{settings.kafka_topic}, and KAFKA_TOPIC is {moved.kafka_topic}") in log, log[-3000:]
     assert {c: sorted(p.name for p in (Path(c) / "offsets").iterdir()) for c in checkpoints} == logged
@@ -109,15 +116,7 @@ def test_starting_offsets_without_every_partition_stop_the_streams_instead_of_a_
     topic_settings = stream_settings(core_stack, tmp_path)
     settings = topic_settings.model_copy(
         update={"stream_starting_offsets": f'{{"{topic_settings.kafka_topic}": {{"0": 0}}}}'})
-    log_path = tmp_path / "streams.log"
-    job = start_job("spark_jobs.streams", settings, log_path)
-    try:
-        code = job.wait(240)
-    finally:
-        if job.poll() is None:
-            kill_job(job)
-    log = log_path.read_text()
-    assert code == DATA_LOSS_EXIT_CODE, log[-3000:]
+    log = streams_stopped_for_good(settings, tmp_path / "streams.log")
     assert "you must specify all TopicPartitions" in log  # Spark's own message
     assert "stopped: STREAM_STARTING_OFFSETS names some of the topic's partitions" in log, log[-3000:]
 
