@@ -106,6 +106,11 @@ def is_data_loss(exc: BaseException) -> bool:
     return "failOnDataLoss" in str(exc)
 
 
+#: Query failures a restart cannot fix, each with what to do: the application
+#: logs it and exits with DATA_LOSS_EXIT_CODE.
+FINAL_FAILURES = ((is_data_loss, DATA_LOSS_ADVICE), (is_starting_offsets_error, STARTING_OFFSETS_ADVICE))
+
+
 class StopRequested(RuntimeError):
     """Raised by a micro-batch that began after a stop was requested."""
 
@@ -249,14 +254,11 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
         log.error("%s", exc)
         raise SystemExit(DATA_LOSS_EXIT_CODE) from None
     except Exception as exc:
-        if is_starting_offsets_error(exc):
-            failed = ", ".join(q.name for q in queries if is_starting_offsets_error(q.exception() or ""))
-            log.error(STARTING_OFFSETS_ADVICE, failed or app_name, DATA_LOSS_EXIT_CODE, exc)
-            raise SystemExit(DATA_LOSS_EXIT_CODE) from None
-        if not is_data_loss(exc):
-            raise
-        failed = ", ".join(q.name for q in queries if q.exception() is not None and is_data_loss(q.exception()))
-        log.error(DATA_LOSS_ADVICE, failed or app_name, DATA_LOSS_EXIT_CODE, exc)
-        raise SystemExit(DATA_LOSS_EXIT_CODE) from None
+        for matches, advice in FINAL_FAILURES:
+            if matches(exc):
+                failed = ", ".join(q.name for q in queries if q.exception() is not None and matches(q.exception()))
+                log.error(advice, failed or app_name, DATA_LOSS_EXIT_CODE, exc)
+                raise SystemExit(DATA_LOSS_EXIT_CODE) from None
+        raise
     finally:
         spark.stop()
