@@ -199,3 +199,11 @@ def test_summary_rows_match_ops_table(tmp_path):
         "r", D, "expect_column_values_to_be_in_set", "event_type", "critical", False, 3, 1)
     assert by_key[("expect_column_values_to_be_unique", "event_id")] == (
         "r", D, "expect_column_values_to_be_unique", "event_id", "critical", True, 3, 0)
+
+
+def test_a_validation_draws_no_progress_bar(run, tmp_path, capfd):
+    """GE draws a progress bar on stderr by default; in a task's log it is a
+    line at level "error" full of carriage returns, one per validation."""
+    run(frame(), tmp_path)
+    out, err = capfd.readouterr()
+    assert "Calculating Metrics" not in out + err

@@ -143,7 +143,11 @@ def _run_suite(frame, event_date: date, gx_run, out_dir: Path, max_rejected_frac
     lists the results its store holds, and GE deletes the pages of results it
     cannot find there, so an in-memory store kept the latest validation only."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
     # Our Data Docs site only: GE's default ephemeral context adds a second
     # site in a fresh temporary directory, builds it at every run and never
@@ -163,6 +167,8 @@ def _run_suite(frame, event_date: date, gx_run, out_dir: Path, max_rejected_frac
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
                                    "validation_results_limit": INDEX_VALIDATIONS},
         }},
+        # no progress bar: in a task's log it is a line at level "error" per validation
+        progress_bars=ProgressBarsConfig(globally=False),
     ))
     source = (context.data_sources.add_pandas("silver") if isinstance(frame, pd.DataFrame)
               else context.data_sources.add_spark("silver", persist=False))
