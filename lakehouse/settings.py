@@ -7,7 +7,6 @@ default: `lakehouse up` generates missing ones into `.env` (mode 600).
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
@@ -387,7 +386,7 @@ class Settings(BaseSettings):
         user, secret = pairs[role]
         return user, secret.get_secret_value() if secret else None
 
-    @cached_property
+    @property  # not cached: model_copy(update=...) would keep the old list
     def kafka_bootstrap_list(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
 
