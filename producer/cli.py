@@ -19,20 +19,42 @@ import threading
 import time
 from datetime import datetime, timezone
 
-import typer
+from enum import Enum
 
-from lakehouse.settings import get_settings
+import typer
+from pydantic import ValidationError
+
+from lakehouse.settings import describe, get_settings
 from producer.generator import EventGenerator, GeneratorConfig
-from producer.sender import DEFAULT_PRODUCER_CONFIG, ProduceStats, produce
+from producer.sender import DEFAULT_PRODUCER_CONFIG, ProducerError, ProduceStats, produce
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def _iso(value: str | None) -> datetime:
+def _iso(value: str | None) -> datetime | None:
+    """--start: an ISO-8601 time, UTC when it names no offset."""
     if not value:
-        return datetime.now(timezone.utc)
-    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO-8601 time, e.g. 2026-12-06T08:00:00Z") from None
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+class Compression(str, Enum):
+    """Record batch codecs kafka-python writes (`none`: uncompressed)."""
+
+    lz4 = "lz4"
+    zstd = "zstd"
+    gzip = "gzip"
+    snappy = "snappy"
+    none = "none"
 
 
 class _Reporter:
@@ -68,40 +90,48 @@ class _Reporter:
 
 @app.command()
 def main(
-    rate: float = typer.Option(None, help="Events per second; 0 = as fast as possible. Default PRODUCER_RATE."),
-    count: int = typer.Option(None, help="Stop after this many messages."),
-    duration: float = typer.Option(None, help="Stop after this many seconds."),
+    rate: float = typer.Option(None, min=0, help="Events per second; 0 = as fast as possible. Default PRODUCER_RATE."),
+    count: int = typer.Option(None, min=0, help="Stop after this many messages."),
+    duration: float = typer.Option(None, min=0, help="Stop after this many seconds."),
     seed: int = typer.Option(None, help="Generator seed. Default PRODUCER_SEED."),
-    duplicate_fraction: float = typer.Option(None, help="Default PRODUCER_DUPLICATE_FRACTION."),
-    late_fraction: float = typer.Option(None, help="Default PRODUCER_LATE_FRACTION."),
-    malformed_fraction: float = typer.Option(None, help="Default PRODUCER_MALFORMED_FRACTION."),
-    oversize_share: float = typer.Option(0.01, help="Share of malformed messages that are ~1 MB."),
-    initial_users: int = typer.Option(100),
-    start: str = typer.Option(None, help="Event time of the first message (ISO-8601); default now."),
+    duplicate_fraction: float = typer.Option(None, min=0, max=1, help="Default PRODUCER_DUPLICATE_FRACTION."),
+    late_fraction: float = typer.Option(None, min=0, max=1, help="Default PRODUCER_LATE_FRACTION."),
+    malformed_fraction: float = typer.Option(None, min=0, max=1, help="Default PRODUCER_MALFORMED_FRACTION."),
+    oversize_share: float = typer.Option(0.01, min=0, max=1, help="Share of malformed messages that are ~1 MB."),
+    initial_users: int = typer.Option(100, min=1),
+    start: str = typer.Option(None, callback=_iso, help="Event time of the first message (ISO-8601, UTC unless "
+                              "it names an offset); default now."),
     events_per_second: float = typer.Option(
-        None, help="Event-time spacing; default the rate (event time follows the wall clock)."),
+        None, min=0, help="Event-time spacing; default the rate (event time follows the wall clock)."),
     bootstrap_servers: str = typer.Option(None, help="Default KAFKA_BOOTSTRAP_SERVERS."),
     topic: str = typer.Option(None, help="Default KAFKA_TOPIC."),
-    compression: str = typer.Option(DEFAULT_PRODUCER_CONFIG["compression_type"], help="lz4, zstd, gzip or none."),
-    linger_ms: int = typer.Option(DEFAULT_PRODUCER_CONFIG["linger_ms"]),
-    batch_size: int = typer.Option(DEFAULT_PRODUCER_CONFIG["batch_size"]),
-    log_every: float = typer.Option(5.0, help="Seconds between progress reports."),
+    compression: Compression = typer.Option(DEFAULT_PRODUCER_CONFIG["compression_type"],
+                                            help="Record batch codec."),
+    linger_ms: int = typer.Option(DEFAULT_PRODUCER_CONFIG["linger_ms"], min=0),
+    batch_size: int = typer.Option(DEFAULT_PRODUCER_CONFIG["batch_size"], min=1),
+    log_every: float = typer.Option(5.0, min=0.1, help="Seconds between progress reports."),
     workers: int = typer.Option(1, min=1, help="Sending processes (each its own generator stream); "
                                 "more than 1 only for rates one Python process cannot reach."),
 ) -> None:
     overrides = {"kafka_bootstrap_servers": bootstrap_servers} if bootstrap_servers else {}
-    settings = get_settings(**overrides)
+    try:
+        settings = get_settings(**overrides)
+    except ValidationError as exc:
+        _fail(describe(exc), 2)
     rate = settings.producer_rate if rate is None else rate
-    config = GeneratorConfig(
-        seed=settings.producer_seed if seed is None else seed,
-        start=_iso(start),
-        events_per_second=events_per_second or rate or 1000.0,
-        duplicate_fraction=_pick(duplicate_fraction, settings.producer_duplicate_fraction),
-        late_fraction=_pick(late_fraction, settings.producer_late_fraction),
-        malformed_fraction=_pick(malformed_fraction, settings.producer_malformed_fraction),
-        initial_users=initial_users,
-        oversize_share=oversize_share,
-    )
+    try:
+        config = GeneratorConfig(
+            seed=settings.producer_seed if seed is None else seed,
+            start=start or datetime.now(timezone.utc),
+            events_per_second=events_per_second or rate or 1000.0,
+            duplicate_fraction=_pick(duplicate_fraction, settings.producer_duplicate_fraction),
+            late_fraction=_pick(late_fraction, settings.producer_late_fraction),
+            malformed_fraction=_pick(malformed_fraction, settings.producer_malformed_fraction),
+            initial_users=initial_users,
+            oversize_share=oversize_share,
+        )
+    except ValueError as exc:  # what the options' own ranges cannot say (the fractions' sum)
+        _fail(str(exc), 2)
     stop = multiprocessing.get_context("fork").Event() if workers > 1 else threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -120,12 +150,15 @@ def main(
           f"rate={'max' if not rate else rate}/s seed={config.seed} start={config.start.isoformat()} "
           f"workers={workers}", flush=True)
     send_kw = dict(topic=topic, progress_every_s=log_every, linger_ms=linger_ms, batch_size=batch_size,
-                   compression_type=None if compression == "none" else compression)
-    if workers == 1:
-        stats = produce(_messages(config, count), settings, rate or None, stop=stop, on_progress=reporter,
-                        **send_kw)
-    else:
-        stats = _produce_in_processes(workers, config, count, settings, rate, stop, reporter, send_kw)
+                   compression_type=None if compression is Compression.none else compression.value)
+    try:
+        if workers == 1:
+            stats = produce(_messages(config, count), settings, rate or None, stop=stop, on_progress=reporter,
+                            **send_kw)
+        else:
+            stats = _produce_in_processes(workers, config, count, settings, rate, stop, reporter, send_kw)
+    except ProducerError as exc:
+        _fail(str(exc), 1)
     reporter.close(stats)
     kinds = " ".join(f"{k}={v}" for k, v in sorted(stats.by_kind.items()))
     print(f"producer done: sent={stats.sent} failed={stats.failed} in {stats.elapsed_s:.1f}s "
@@ -151,11 +184,15 @@ def _worker(index, workers, config, count, settings, rate, stop, queue, send_kw)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates the stop
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     share = None if count is None else count // workers + (index < count % workers)
-    stats = produce(
-        _messages(_worker_config(config, index, workers), share), settings,
-        (rate / workers) if rate else None, stop=stop,
-        on_progress=lambda st: queue.put(("progress", index, st)), **send_kw,
-    )
+    try:
+        stats = produce(
+            _messages(_worker_config(config, index, workers), share), settings,
+            (rate / workers) if rate else None, stop=stop,
+            on_progress=lambda st: queue.put(("progress", index, st)), **send_kw,
+        )
+    except ProducerError as exc:
+        queue.put(("failed", index, str(exc)))
+        return
     queue.put(("done", index, stats))
 
 
@@ -175,6 +212,11 @@ def _produce_in_processes(workers, config, count, settings, rate, stop, reporter
             if all(not p.is_alive() for p in procs) and queue.empty():
                 break
             continue
+        if kind == "failed":  # nothing can be sent: the others stop too
+            stop.set()
+            for proc in procs:
+                proc.join(timeout=60)
+            raise ProducerError(st)
         latest[index] = st
         if kind == "done":
             done.add(index)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from lakehouse.kafka_clients import client_config
 from lakehouse.settings import Settings
@@ -50,10 +51,19 @@ class ProduceStats:
         return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+class ProducerError(RuntimeError):
+    """Nothing can be sent: no broker answered, or the topic has no partitions."""
+
+
 def make_producer(settings: Settings, **overrides) -> KafkaProducer:
     config = dict(DEFAULT_PRODUCER_CONFIG)
     config.update(overrides)
-    return KafkaProducer(**client_config(settings), **config)
+    try:
+        return KafkaProducer(**client_config(settings), **config)
+    except (KafkaConnectionError, KafkaTimeoutError) as exc:
+        raise ProducerError(
+            f"no Kafka broker answered at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS): "
+            f"{exc}. Is the stack up (`make status`)?") from None
 
 
 def _key_partitioner(client: KafkaProducer, topic: str) -> Callable[[bytes], int]:
@@ -62,7 +72,14 @@ def _key_partitioner(client: KafkaProducer, topic: str) -> Callable[[bytes], int
     user ids, a few thousand distinct)."""
     from kafka.partitioner.default import murmur2
 
-    partitions = sorted(client.partitions_for(topic))  # waits for metadata
+    try:
+        partitions = sorted(client.partitions_for(topic))  # waits for metadata
+    except KafkaTimeoutError:
+        raise ProducerError(
+            f"topic {topic!r} has no partitions the broker would name within "
+            f"{client.config['max_block_ms'] / 1000:.0f} s: it does not exist (the stack creates "
+            f"KAFKA_TOPIC at `make up`; the broker creates no topic on first use), or this client "
+            f"may not describe it") from None
     cache: dict[bytes, int] = {}
 
     def partition_of(key: bytes) -> int:
@@ -88,7 +105,9 @@ def produce(
 ) -> ProduceStats:
     """Send every message (until `stop` is set), then flush; returns what was
     sent. Failed sends do not raise: they are counted in `stats.failed` (with
-    the first errors) so the caller decides; the CLI exits non-zero."""
+    the first errors) so the caller decides; the CLI exits non-zero. When
+    nothing can be sent (no broker answers, no such topic) it raises
+    ProducerError."""
     topic = topic or settings.kafka_topic
     own = producer is None
     client = producer or make_producer(settings, **producer_config)
@@ -101,11 +120,12 @@ def produce(
             if len(stats.errors) < 10:
                 stats.errors.append(repr(exc))
 
-    partition_of = _key_partitioner(client, topic)
     t0 = time.monotonic()
-    next_report = t0 + progress_every_s
     handed = 0
     try:
+        partition_of = _key_partitioner(client, topic)
+        t0 = time.monotonic()  # the pace starts once the topic's partitions are known
+        next_report = t0 + progress_every_s
         for msg in messages:
             if stop is not None and stop.is_set():
                 break

@@ -17,7 +17,7 @@ from kafka.partitioner.default import murmur2
 
 from lakehouse.settings import REPO_ROOT
 from producer.generator import EventGenerator, GeneratorConfig, Message
-from producer.sender import produce
+from producer.sender import ProducerError, produce
 from tests.kafka_helpers import fresh_topic, read_topic
 
 pytestmark = pytest.mark.integration
@@ -93,3 +93,46 @@ def test_cli_workers_split_the_count_without_repeating_events(core_stack):
     records = read_topic(core_stack, topic, expected=5001)
     ids = [json.loads(r.value)["event_id"] for r in records]
     assert len(ids) == len(set(ids)) == 5001
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--start", "notadate"], "is not an ISO-8601 time"),
+    (["--rate", "-5"], "'--rate'"),
+    (["--compression", "snap"], "'snappy'"),
+    (["--late-fraction", "2"], "'--late-fraction'"),
+    (["--duplicate-fraction", "0.6", "--late-fraction", "0.6"], "sum to <= 1"),
+])
+def test_cli_refuses_a_bad_option_with_its_name_not_a_traceback(args, says):
+    from typer.testing import CliRunner
+
+    from producer.cli import app
+
+    result = CliRunner().invoke(app, ["--count", "1", *args], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "Traceback" not in result.output
+
+
+def test_cli_names_a_wrong_setting_not_a_traceback():
+    from typer.testing import CliRunner
+
+    from producer.cli import app
+
+    result = CliRunner().invoke(app, ["--count", "1"], env={"PRODUCER_SEED": "abc"})
+    assert result.exit_code == 2, result.output
+    assert "PRODUCER_SEED='abc'" in result.output and "Traceback" not in result.output
+
+
+def test_no_broker_or_no_topic_is_one_error_that_names_it(core_stack):
+    """Before: a traceback of kafka-python's timeout, after 30 s (no broker)
+    or 60 s (no such topic)."""
+    import socket
+
+    messages = EventGenerator().messages(3)
+    with pytest.raises(ProducerError, match="topic 'no-such-topic' has no partitions .* does not exist"):
+        produce(messages, core_stack, topic="no-such-topic", max_block_ms=2000)
+    with socket.socket() as bound:  # a port nothing listens on
+        bound.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{bound.getsockname()[1]}"
+        nowhere = core_stack.model_copy(update={"kafka_bootstrap_servers": address})
+        with pytest.raises(ProducerError, match=f"no Kafka broker answered at {address} .*make status"):
+            produce(messages, nowhere, bootstrap_timeout_ms=2000)
