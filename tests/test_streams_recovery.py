@@ -75,7 +75,12 @@ def test_streams_app_kill_9_and_restart_loses_and_duplicates_nothing(core_stack,
         wait_for(lambda: progress_consumed(settings, "fast-aggregation") >= len(msgs), 120, "fast aggregation")
     finally:
         assert stop_job(job) == 0, log.read_text()[-3000:]
-    assert "query raw-landing stopped" in log.read_text() and "query fast-aggregation stopped" in log.read_text()
+    text = log.read_text()
+    assert "query raw-landing stopped" in text and "query fast-aggregation stopped" in text
+    # the log says what happens, not every micro-batch (lakehouse.stream.app.quiet_logs): before,
+    # py4j's "Received command c on object id p0" and Spark's "Current batch is falling behind"
+    # (fast aggregation's first batches take longer than its 0.5 s trigger) made most of its lines
+    assert "Received command" not in text and "falling behind" not in text
 
     keys = bronze_keys(settings)
     assert len(keys) == len(set(keys)) == want

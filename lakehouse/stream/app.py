@@ -209,6 +209,9 @@ class GracefulStop:
             exc = query.exception()
             if exc is not None and StopRequested.__name__ not in str(exc):
                 raise exc
+            if exc is not None:
+                log.info("query %s: the micro-batch it began after the stop request wrote nothing (the "
+                         "StopRequested error above); the next start runs it again", query.name)
 
 
 def streams_session(settings, app_name: str, *, serve_spark_connect: bool = False):
@@ -225,6 +228,24 @@ def streams_session(settings, app_name: str, *, serve_spark_connect: bool = Fals
     return spark_session(settings, app_name, java_options=settings.streams_java_options, **conf)
 
 
+#: Loggers the streams set quieter than Spark's WARN: Spark warns at every
+#: micro-batch that takes longer than its trigger interval (fast aggregation's
+#: 0.5 s, whenever events keep coming faster than that: several lines a second
+#: at 200 events/s, the log's bulk). How far a query is behind is its
+#: progress's (ops.stream_progress, `make status`, the dashboard).
+QUIET_JVM_LOGGERS = {"org.apache.spark.sql.execution.streaming.runtime.ProcessingTimeExecutor": "ERROR"}
+
+
+def quiet_logs(spark) -> None:
+    """The streams' log says what happens, not every micro-batch: py4j logs each
+    callback (one per micro-batch and query) at INFO; QUIET_JVM_LOGGERS."""
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    jvm = spark.sparkContext._jvm
+    for name, level in QUIET_JVM_LOGGERS.items():
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+            name, jvm.org.apache.logging.log4j.Level.getLevel(level))
+
+
 def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     """Entry point shared by the streaming jobs: one Spark session, the
     graceful-stop handler, the progress listener, the queries, then block
@@ -237,6 +258,7 @@ def run_streaming_job(app_name: str, starts: dict, target: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     spark = streams_session(settings, app_name, serve_spark_connect=spark_connect.in_streams(settings))
+    quiet_logs(spark)
     stop = GracefulStop().install()  # after Spark: its SparkContext installs a SIGINT handler of its own
     spark.streams.addListener(ProgressRecorder(settings.pg_dsn("writer"), list(starts)))
     queries = []
