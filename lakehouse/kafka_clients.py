@@ -158,3 +158,16 @@ def refusals() -> Iterator[list[str]]:
         yield seen
     finally:
         logger.removeHandler(handler)
+
+
+def end_offsets(settings: Settings, topic: str, timeout_ms: int = 10_000) -> dict[int, int]:
+    """The topic's end offset (the next record's) per partition, asked of the broker now."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(enable_auto_commit=False, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
+                             **client_config(settings))
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()} if tps else {}
+    finally:
+        consumer.close()

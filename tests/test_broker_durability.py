@@ -187,8 +187,23 @@ def test_down_and_up_keep_every_record_and_the_streams_continue(tmp_path):
         after_batches = last_batch(after_files)
         for query, batch in before_batches.items():
             assert after_batches.get(query, -1) > batch, f"{query} did not continue its checkpoint"
+        # `make status` says where each stream is: all read, nothing waiting on the topic
+        wait_for(lambda: all(f"{q}: batch " in status(settings) for q in ("raw-landing", "fast-aggregation"))
+                 and status(settings).count(f"; 0 records of {settings.kafka_topic} not read yet") == 2,
+                 120, "`lakehouse status` to show both streams caught up", every=2)
     finally:
         stack.clean(settings)
+
+
+def status(settings) -> str:
+    """What `lakehouse status` (make status) prints for the stack in `settings.run_dir`."""
+    from typer.testing import CliRunner
+
+    from lakehouse.platform.cli import app
+
+    result = CliRunner().invoke(app, ["status"], env={"LAKEHOUSE_RUN_DIR": str(settings.run_dir)})
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 # --- kill -9 of the broker ----------------------------------------------------------------------

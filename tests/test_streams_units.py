@@ -212,3 +212,22 @@ def test_a_checkpoint_of_another_topic_is_refused_before_its_query_starts(tmp_pa
     assert checkpoint_topics(ckpt) == {"user-events", "clicks"}
     with pytest.raises(CheckpointOfAnotherTopic):
         require_topic("raw-landing", ckpt, settings)
+
+
+def test_make_status_says_when_each_stream_last_finished_and_what_it_has_still_to_read():
+    from lakehouse.stream.progress import describe_latest
+
+    finished = datetime(2026, 12, 7, 8, 13, 17, tzinfo=timezone.utc)
+    batches = [
+        ("fast-aggregation", 2701, 214, finished, 0.4, {"user-events": {"0": 100, "1": 200, "2": 300}}),
+        ("raw-landing", 47, 12002, finished, 3725, '{"user-events": {"0": 90, "1": 200}}'),
+    ]
+    lines = describe_latest(batches, "user-events", {0: 100, 1: 250, 2: 300})
+    assert lines == [
+        "fast-aggregation: batch 2701 finished 2026-12-07 08:13:17 UTC (0 s ago), 214 records; "
+        "50 records of user-events not read yet",
+        # a partition the batch never read counts from 0
+        "raw-landing: batch 47 finished 2026-12-07 08:13:17 UTC (1 h ago), 12,002 records; "
+        "360 records of user-events not read yet",
+    ]
+    assert describe_latest(batches[:1], "user-events", None)[0].endswith("; ? records of user-events not read yet")

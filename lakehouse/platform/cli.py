@@ -109,6 +109,31 @@ def status() -> None:
         raise typer.Exit(3)
     for name, state in states.items():
         print(f"  {name:24s} {state}")
+        if name == "streams" and states.get("postgres") == "RUNNING":
+            for line in _stream_positions(settings, states):
+                print(f"    {line}")
+
+
+def _stream_positions(settings, states: dict[str, str]) -> list[str]:
+    """The streams' latest micro-batches (ops.stream_latest, as the reader) and
+    what each has still to read (the broker's end offsets now)."""
+    from lakehouse import kafka_clients
+    from lakehouse.stream.progress import describe_latest, latest_batches
+
+    running = stack.load_stack_settings(settings.run_dir) if (settings.run_dir / "stack.env").exists() else settings
+    try:
+        batches = latest_batches(running.pg_dsn("reader"))
+    except Exception as exc:  # noqa: BLE001 - status reports; it does not fail on monitoring
+        return [f"progress unavailable: {str(exc).strip().splitlines()[0]}"]
+    if not batches:
+        return ["no micro-batch recorded yet"]
+    ends = None
+    if states.get("broker", "RUNNING") == "RUNNING":  # an external broker is not the stack's program
+        try:
+            ends = kafka_clients.end_offsets(running, running.kafka_topic)
+        except Exception:  # noqa: BLE001 - "?" in the lines
+            ends = None
+    return describe_latest(batches, running.kafka_topic, ends)
 
 
 @app.command()

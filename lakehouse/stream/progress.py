@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from contextlib import closing
 
 import psycopg2
 from pyspark.sql.streaming import StreamingQueryListener
@@ -46,6 +47,41 @@ ON CONFLICT (query_name, query_id, batch_id) DO UPDATE SET
     recorded_at = now()
 WHERE EXCLUDED.input_rows > 0 OR ops.stream_progress.input_rows = 0
 """
+
+
+LATEST = """
+SELECT query_name, batch_id, input_rows, recorded_at, extract(epoch FROM now() - recorded_at), end_offsets
+FROM ops.stream_latest ORDER BY query_name
+"""
+
+
+def latest_batches(dsn: str) -> list[tuple]:
+    """Each stream's latest micro-batch: (query name, batch id, records, finished
+    at, seconds since, end offsets {topic: {partition: offset}})."""
+    with closing(psycopg2.connect(dsn, connect_timeout=5)) as conn, conn.cursor() as cur:
+        cur.execute(LATEST)
+        return cur.fetchall()
+
+
+def describe_latest(batches: list[tuple], topic: str, topic_ends: dict[int, int] | None) -> list[str]:
+    """A line per stream for `make status`: its latest micro-batch and how many
+    records of the topic it has still to read (the topic's end offsets now,
+    `topic_ends`, less the batch's; "?" when the broker did not say)."""
+    lines = []
+    for name, batch, records, finished, age, ends in batches:
+        read = {int(p): int(o) for p, o in _offsets(ends).get(topic, {}).items()}
+        waiting = "?" if topic_ends is None else f"{sum(max(0, end - read.get(p, 0)) for p, end in topic_ends.items()):,}"
+        lines.append(f"{name}: batch {batch} finished {finished:%Y-%m-%d %H:%M:%S} UTC ({_ago(age)} ago), "
+                     f"{records:,} records; {waiting} records of {topic} not read yet")
+    return lines
+
+
+def _ago(seconds) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 def _offsets(value) -> dict:
