@@ -128,6 +128,17 @@ def test_logs_of_an_unknown_service_names_the_services(tmp_path, monkeypatch):
     assert "no log of 'stream'" in bad.output and "logs of: producer, streams" in bad.output
 
 
+def test_psql_with_an_unknown_role_names_the_roles_not_a_traceback():
+    from typer.testing import CliRunner
+
+    from lakehouse.platform.cli import app
+
+    result = CliRunner().invoke(app, ["psql", "--role", "admin", "-c", "SELECT 1"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert "'admin' is not one of 'reader', 'writer', 'superuser'" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_make_status_of_a_stopped_stack_says_so_without_an_error(tmp_path):
     """`make status` with nothing running prints "not running" and succeeds
     (make used to add "*** [Makefile] Error 3"); the CLI keeps exit code 3

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from enum import Enum
 
 import typer
 from psycopg2.extensions import make_dsn
@@ -168,14 +169,22 @@ def clean() -> None:
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+class Role(str, Enum):
+    """The serving database's roles (`Settings._role`)."""
+
+    reader = "reader"
+    writer = "writer"
+    superuser = "superuser"
+
+
 @app.command(context_settings=PASSTHROUGH)
 def psql(
-    ctx: typer.Context, role: str = typer.Option("reader", help="reader, writer or superuser")
+    ctx: typer.Context, role: Role = typer.Option(Role.reader, help="The database role to log in as.")
 ) -> None:
     """psql on the serving database (read-only role by default); extra arguments
     go to psql, e.g. `lakehouse psql -c 'SELECT * FROM gold.daily_active_users'`."""
     settings = get_settings()
-    user, password = settings._role(role)
+    user, password = settings._role(role.value)
     env = {**os.environ, "PGPASSWORD": password or ""}
     dsn = make_dsn(host=settings.pg_host, port=settings.pg_port, dbname=settings.pg_database, user=user)
     sys.exit(subprocess.call(["psql", dsn, *ctx.args], env=env))
