@@ -18,7 +18,7 @@ PHASES = ("ceiling", "ingest", "drain", "freshness", "batch")
 @app.command()
 def main(
     quick: bool = typer.Option(False, "--quick", help="Smaller runs: finishes in a few minutes."),
-    events_per_day: int = typer.Option(None, help="Events in the batch day (default 1,000,000; quick 200,000)."),
+    events_per_day: int = typer.Option(None, min=1, help="Events in the batch day (default 1,000,000; quick 200,000)."),
     out: Path = typer.Option(REPO_ROOT / "bench-results", help="Where results are written."),
     runs: int = typer.Option(3, min=3, help="Runs per figure (the median is reported)."),
     only: str = typer.Option(",".join(PHASES), help="Comma-separated phases to run."),
