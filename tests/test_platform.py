@@ -173,10 +173,19 @@ def test_stale_pid_file_is_removed(tmp_path):
     assert not pidfile.exists()
 
 
-def test_down_frees_ports_and_up_keeps_data(tmp_path):
-    settings = make_settings(tmp_path / "run")
+def test_down_frees_ports_and_up_keeps_data_in_a_run_directory_too_deep_for_a_unix_socket(tmp_path):
+    """Its run directory's path is too long for supervisord's socket there (a
+    deep checkout: `make up` failed with "AF_UNIX path too long"); the socket
+    goes to a private directory under /tmp (services.socket_path)."""
+    from lakehouse.platform.services import UNIX_PATH_MAX, socket_path
+
+    settings = make_settings(tmp_path / ("a-deep-checkout-" * 6) / "run")
+    assert len(str(settings.run_dir / "supervisor.sock")) > UNIX_PATH_MAX
+    sock = socket_path(settings)
+    assert sock.parent.parent == Path("/tmp")
     stack.up(settings, groups=("core",))
     try:
+        assert sock.is_socket() and sock.parent.stat().st_mode & 0o777 == 0o700
         with psycopg2.connect(settings.pg_dsn("writer")) as conn, conn.cursor() as cur:
             cur.execute("INSERT INTO gold.daily_active_users (event_date, dau_count) VALUES ('2026-03-01', 42)")
         conn.close()

@@ -5,6 +5,8 @@ supervisor file itself carries no settings and no secrets."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -178,8 +180,20 @@ def _quote(arg: str) -> str:
     return f'"{arg}"' if any(c in arg for c in " \t;'") else arg
 
 
+#: The longest path a Unix socket may have (Linux: sun_path's 108 bytes, one the terminating NUL).
+UNIX_PATH_MAX = 107
+
+
 def socket_path(settings: Settings) -> Path:
-    return settings.run_dir / "supervisor.sock"
+    """supervisord's control socket: in the run directory; when that path is too
+    long for a Unix socket (a deep checkout: supervisord refused to start with
+    "AF_UNIX path too long"), in this user's private directory under /tmp,
+    named after the run directory (stack.private_socket_dir makes it)."""
+    path = settings.run_dir / "supervisor.sock"
+    if len(os.fsencode(path)) <= UNIX_PATH_MAX:
+        return path
+    digest = hashlib.sha256(os.fsencode(settings.run_dir)).hexdigest()[:16]
+    return Path("/tmp") / f"lakehouse-{os.getuid()}" / f"{digest}.sock"
 
 
 def pid_path(settings: Settings) -> Path:

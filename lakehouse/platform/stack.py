@@ -147,7 +147,21 @@ def supervisord_pid(settings: Settings) -> int | None:
     return None
 
 
+def private_socket_dir(path: Path) -> None:
+    """The directory of a control socket outside the run directory
+    (services.socket_path): made 0700, and refused if another user owns it or
+    may enter it (they could take the socket's name or reach the stack)."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = path.lstat()
+    if not path.is_dir() or path.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise PlatformError(f"{path} (for supervisord's socket: the run directory's path is too long for one) "
+                            f"must be a directory of this user's, mode 0700; remove it or set LAKEHOUSE_RUN_DIR "
+                            f"to a shorter path")
+
+
 def _start_supervisord(settings: Settings, svcs: list[Service]) -> None:
+    if socket_path(settings).parent != settings.run_dir:
+        private_socket_dir(socket_path(settings).parent)
     conf_path(settings).write_text(render_supervisor_conf(settings, svcs))
     supervisord = str(Path(sys.executable).parent / "supervisord")
     res = subprocess.run([supervisord, "-c", str(conf_path(settings))], capture_output=True, text=True)
