@@ -180,8 +180,10 @@ def _quote(arg: str) -> str:
     return f'"{arg}"' if any(c in arg for c in " \t;'") else arg
 
 
-#: The longest path a Unix socket may have (Linux: sun_path's 108 bytes, one the terminating NUL).
-UNIX_PATH_MAX = 107
+#: The longest path a Unix socket may have (Linux: sun_path's 108 bytes, one the
+#: terminating NUL), less what supervisord adds to bind it first under a temporary
+#: name (".<its pid>", up to 7 digits).
+UNIX_PATH_MAX = 107 - 8
 
 
 def socket_path(settings: Settings) -> Path:
