@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from lakehouse.platform.interrupt import interrupt_on_sigterm
 from lakehouse.settings import REPO_ROOT
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
@@ -34,6 +35,7 @@ def main(
     if unknown:
         raise typer.BadParameter(f"unknown phases {sorted(unknown)}; choose from {PHASES}")
     config = BenchConfig.make(quick, events_per_day, runs)
+    interrupt_on_sigterm()  # a kill stops the benchmark's stack (Bench.run's finally)
     result = Bench(config, out, keep=keep, phases=phases, profile=profile).run()
     result["machine"] = machine.machine_info()
     result["versions"] = machine.versions()

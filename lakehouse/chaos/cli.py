@@ -11,7 +11,6 @@ recovered from, every program is RUNNING again and the final DAG runs succeeded.
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import typer
 
 from lakehouse.chaos.runner import Chaos, Config, write_doc
+from lakehouse.platform.interrupt import interrupt_on_sigterm
 from lakehouse.settings import REPO_ROOT
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__)
@@ -40,9 +40,7 @@ def main(
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="lakehouse-chaos-")) / "run"
     cfg = Config(duration_s=duration, seed=seed, run_dir=run_dir.resolve(), rate=rate, outage_s=outage,
                  kills_per_program=kills, lake_fs_mb=lake_fs_mb, keep=keep)
-    # SIGTERM/SIGINT (also when started in the background): stop the stack and unmount before leaving
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _interrupted)
+    interrupt_on_sigterm()  # stop the stack and unmount before leaving
     report = Chaos(cfg, say=lambda m: print(m, flush=True)).run()
     command = f"make chaos CHAOS_ARGS={shlex.quote(f'--duration {duration:.0f} --seed {seed}')}"
     section = report.markdown(command)
@@ -51,10 +49,6 @@ def main(
         write_doc(DOC, section)
         print(f"[chaos] wrote the table to {DOC.relative_to(REPO_ROOT)}")
     sys.exit(0 if report.ok else 1)
-
-
-def _interrupted(signum, _frame) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 if __name__ == "__main__":
