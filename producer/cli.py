@@ -24,6 +24,7 @@ from enum import Enum
 import typer
 from pydantic import ValidationError
 
+from lakehouse.kafka_clients import KafkaOptionsError, client_config
 from lakehouse.settings import describe, get_settings
 from producer.generator import EventGenerator, GeneratorConfig
 from producer.sender import DEFAULT_PRODUCER_CONFIG, ProducerError, ProduceStats, produce
@@ -116,8 +117,11 @@ def main(
     overrides = {"kafka_bootstrap_servers": bootstrap_servers} if bootstrap_servers else {}
     try:
         settings = get_settings(**overrides)
+        client_config(settings)  # KAFKA_OPTIONS the Python client cannot take: refused before any send
     except ValidationError as exc:
         _fail(describe(exc), 2)
+    except KafkaOptionsError as exc:
+        _fail(str(exc), 2)
     rate = settings.producer_rate if rate is None else rate
     try:
         config = GeneratorConfig(

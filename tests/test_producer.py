@@ -122,6 +122,16 @@ def test_cli_names_a_wrong_setting_not_a_traceback():
     assert "PRODUCER_SEED='abc'" in result.output and "Traceback" not in result.output
 
 
+def test_cli_names_kafka_options_the_python_client_cannot_take():
+    from typer.testing import CliRunner
+
+    from producer.cli import app
+
+    result = CliRunner().invoke(app, ["--count", "1"], env={"KAFKA_OPTIONS": '{"kafka.sasl.foo": "x"}'})
+    assert result.exit_code == 2, result.output
+    assert "KAFKA_OPTIONS sasl.foo: not supported" in result.output and "Traceback" not in result.output
+
+
 def test_no_broker_or_no_topic_is_one_error_that_names_it(core_stack):
     """Before: a traceback of kafka-python's timeout, after 30 s (no broker)
     or 60 s (no such topic)."""
