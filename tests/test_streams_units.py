@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from lakehouse.stream.progress import lag, progress_row
 from lakehouse.stream.realtime import table_rows, utc_instant
@@ -219,7 +219,7 @@ def test_make_status_says_when_each_stream_last_finished_and_what_it_has_still_t
 
     finished = datetime(2026, 12, 7, 8, 13, 17, tzinfo=timezone.utc)
     batches = [
-        ("fast-aggregation", 2701, 214, finished, 0.4, {"user-events": {"0": 100, "1": 200, "2": 300}}),
+        ("fast-aggregation", 2701, 214, finished.astimezone(timezone(timedelta(hours=-8))), 0.4, {"user-events": {"0": 100, "1": 200, "2": 300}}),
         ("raw-landing", 47, 12002, finished, 3725, '{"user-events": {"0": 90, "1": 200}}'),
     ]
     lines = describe_latest(batches, "user-events", {0: 100, 1: 250, 2: 300})

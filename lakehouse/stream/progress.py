@@ -28,6 +28,7 @@ import json
 import logging
 from collections.abc import Iterable
 from contextlib import closing
+from datetime import timezone
 
 import psycopg2
 from pyspark.sql.streaming import StreamingQueryListener
@@ -71,6 +72,7 @@ def describe_latest(batches: list[tuple], topic: str, topic_ends: dict[int, int]
     for name, batch, records, finished, age, ends in batches:
         read = {int(p): int(o) for p, o in _offsets(ends).get(topic, {}).items()}
         waiting = "?" if topic_ends is None else f"{sum(max(0, end - read.get(p, 0)) for p, end in topic_ends.items()):,}"
+        finished = finished.astimezone(timezone.utc)  # the session's time zone may be another's
         lines.append(f"{name}: batch {batch} finished {finished:%Y-%m-%d %H:%M:%S} UTC ({_ago(age)} ago), "
                      f"{records:,} records; {waiting} records of {topic} not read yet")
     return lines
