@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-
 from enum import Enum
 
 import typer

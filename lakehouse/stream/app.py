@@ -207,11 +207,12 @@ class GracefulStop:
             log.info("query %s stopped", query.name)
         for query in queries:
             exc = query.exception()
-            if exc is not None and StopRequested.__name__ not in str(exc):
+            if exc is None:
+                continue
+            if StopRequested.__name__ not in str(exc):
                 raise exc
-            if exc is not None:
-                log.info("query %s: the micro-batch it began after the stop request wrote nothing (the "
-                         "StopRequested error above); the next start runs it again", query.name)
+            log.info("query %s: the micro-batch it began after the stop request wrote nothing (the "
+                     "StopRequested error above); the next start runs it again", query.name)
 
 
 def streams_session(settings, app_name: str, *, serve_spark_connect: bool = False):
