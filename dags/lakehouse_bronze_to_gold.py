@@ -29,7 +29,9 @@ exactly that date, so re-running a date (late data, a fix) is always safe.
 
 Spark tasks get their session from the `spark_default` connection: the
 stack's Spark Connect server (no task starts a JVM); Delta is written by
-delta-spark on the executors with `replaceWhere` on the date.
+delta-spark on the executors with `replaceWhere` on the date. A Spark task
+Airflow stops (marked failed, cleared, timed out) stops its Spark job too
+(`lakehouse/batch/spark_task.py`): nothing of it commits afterwards.
 `gold_to_postgres` reads the date's few gold rows with delta-rs.
 
 **Which date.** A run processes the date its data interval starts on: the
@@ -49,6 +51,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronTriggerTimetable, Param, PokeReturnValue, dag, get_current_context, task
 
+from lakehouse.batch.spark_task import pyspark_task
 from lakehouse.settings import get_settings
 
 SPARK_CONN_ID = "spark_default"
@@ -127,8 +130,9 @@ def _pg_connect():
 )
 def lakehouse_bronze_to_gold():
     def spark_task(**kwargs):
-        """The provider's @task.pyspark: a Spark session from `spark_default`."""
-        return task.pyspark(conn_id=SPARK_CONN_ID, config_kwargs=_spark_config(), **kwargs)
+        """The provider's @task.pyspark (a Spark session from `spark_default`),
+        whose Spark job stops when Airflow stops the task (mark failed, clear)."""
+        return pyspark_task(conn_id=SPARK_CONN_ID, config_kwargs=_spark_config(), **kwargs)
 
     settings = get_settings()
 

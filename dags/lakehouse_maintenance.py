@@ -35,6 +35,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
+from lakehouse.batch.spark_task import pyspark_task
+
 
 @dag(
     dag_id="lakehouse_maintenance",
@@ -50,7 +52,7 @@ from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 )
 def lakehouse_maintenance():
     def maintain_layer(layer: str):
-        @task.pyspark(task_id=f"maintain_{layer}", conn_id="spark_default")
+        @pyspark_task(task_id=f"maintain_{layer}", conn_id="spark_default")  # @task.pyspark, stopped with its task
         def maintain(spark=None):
             """OPTIMIZE closed partitions (silver), then VACUUM, for every table of the layer."""
             from lakehouse.batch.maintenance import maintain as run

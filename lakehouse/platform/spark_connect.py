@@ -92,6 +92,20 @@ def plugin_conf(settings: Settings) -> dict[str, str]:
 #: with 100 each run compiled them all again (docs/performance.md, session 39).
 CODEGEN_CACHE_ENTRIES = 1000
 
+#: How soon the server stops an operation whose client is gone (a task's
+#: process killed outright, so its on_kill never ran: lakehouse.batch.spark_task).
+#: The server notices only when the operation's response stream ends
+#: (`spark.connect.execute.reattachable.senderMaxStreamDuration`, Spark's
+#: default 2 min; a live client then reattaches at once), and removes an
+#: operation left without a stream for `spark.connect.execute.manager.detachedTimeout`
+#: (default 5 min), looking every `...maintenanceInterval` (default 30 s). With
+#: the defaults a killed client's job ran on for up to 7.5 minutes and committed
+#: after its task had failed, beside its retry; now within ~25 s
+#: (tests/test_spark_task_kill.py).
+RESPONSE_STREAM_S = 10
+DETACHED_TIMEOUT_S = 10
+DETACHED_CHECK_S = 5
+
 
 def connect_conf(settings: Settings) -> dict[str, str]:
     """What makes a Spark application serve Spark Connect to the DAG, wherever
@@ -106,6 +120,9 @@ def connect_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.artifact.isolation.enabled": "false",
         "spark.sql.artifact.isolation.alwaysApplyClassloader": "false",
         "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
+        "spark.connect.execute.manager.detachedTimeout": f"{DETACHED_TIMEOUT_S}s",
+        "spark.connect.execute.manager.maintenanceInterval": f"{DETACHED_CHECK_S}s",
+        "spark.connect.execute.reattachable.senderMaxStreamDuration": f"{RESPONSE_STREAM_S}s",
     }
 
 

@@ -1,0 +1,47 @@
+"""The DAGs' Spark tasks: the provider's `@task.pyspark` (a Spark session from a
+connection, the stack's Spark Connect server by default), whose Spark work
+stops when Airflow stops the task.
+
+Airflow stops a running task (the UI's "Mark as failed" or "Clear" on a
+running task or run, a task's timeout) with SIGTERM, and its task runner calls
+the operator's `on_kill`. The provider's operator has none, so the task's
+process died while its Spark job ran on: a Spark Connect server keeps
+executing an operation whose client is gone (for
+`spark.connect.execute.manager.detachedTimeout`, 5 minutes by default), and a
+`bronze_to_silver` marked failed committed silver after it
+(docs/operations.md). Here `on_kill` interrupts every operation of the task's
+session (`SparkSession.interruptAll`, Spark Connect and classic alike): the
+job is cancelled before its commit, the task ends at once.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.apache.spark.decorators.pyspark import _PySparkDecoratedOperator
+from airflow.sdk.bases.decorator import task_decorator_factory
+
+
+class InterruptiblePySparkOperator(_PySparkDecoratedOperator):
+    """`@task.pyspark`'s operator, with an `on_kill` that interrupts the task's
+    Spark operations."""
+
+    def on_kill(self) -> None:
+        spark = self.op_kwargs.get("spark")  # set by PySparkOperator.execute_callable
+        if spark is None:
+            return  # not started yet: no Spark work to stop
+        try:
+            interrupted = spark.interruptAll()
+        except Exception as exc:  # a stopped session, an unreachable server: nothing of ours runs
+            self.log.warning("could not interrupt this task's Spark operations: %s", exc)
+            return
+        self.log.info("stopped: interrupted %d Spark operation(s) of this task %s", len(interrupted), interrupted)
+
+
+def pyspark_task(python_callable=None, multiple_outputs: bool | None = None, **kwargs):
+    """`@task.pyspark` with the same arguments (conn_id, config_kwargs, ...);
+    the task's Spark operations are interrupted when Airflow stops it."""
+    return task_decorator_factory(
+        python_callable=python_callable,
+        multiple_outputs=multiple_outputs,
+        decorated_operator_class=InterruptiblePySparkOperator,
+        **kwargs,
+    )
