@@ -31,6 +31,17 @@ def _slow_write(spark, out: str) -> None:
      .write.parquet(out))
 
 
+def _wait_for_the_write(out, running, timeout: float = 90) -> None:
+    """Until the write job has begun (its _temporary directory), while
+    `running()` holds; then a second more, so its tasks sleep."""
+    deadline = time.monotonic() + timeout
+    while not (out / "_temporary").is_dir():
+        assert running(), "the job's client ended before its write began"
+        assert time.monotonic() < deadline, f"no write job after {timeout} s"
+        time.sleep(0.2)
+    time.sleep(1)
+
+
 def _outcome(out, timeout: float) -> str:
     """How the write into `out` ended: "committed" (its _SUCCESS), "aborted"
     (its _temporary directory removed without a commit: a cancelled job's
@@ -75,12 +86,8 @@ def test_a_spark_task_airflow_stops_interrupts_its_spark_job(tmp_path):
     with spark_connect_server(settings), connect_mode_restored():
         runner = threading.Thread(target=execute, daemon=True)
         runner.start()
-        deadline = time.monotonic() + 60
-        while "spark" not in operator.op_kwargs:  # the task's session exists
-            assert time.monotonic() < deadline and runner.is_alive(), f"no Spark session: {outcome}"
-            time.sleep(0.2)
-        time.sleep(5)
-        assert runner.is_alive() and (out / "_temporary").is_dir(), f"no write job running: {outcome}"
+        _wait_for_the_write(out, runner.is_alive)
+        assert "spark" in operator.op_kwargs and runner.is_alive(), outcome
         killed = time.monotonic()
         operator.on_kill()
         runner.join(timeout=SLEEP_S)
@@ -93,7 +100,6 @@ def test_a_spark_task_airflow_stops_interrupts_its_spark_job(tmp_path):
 CLIENT = """
 from pyspark.sql import SparkSession
 spark = SparkSession.builder.remote({url!r}).getOrCreate()
-print("session", flush=True)
 (spark.range(0, 2, 1, 2)
  .selectExpr("reflect('java.lang.Thread', 'sleep', bigint({sleep_ms})) AS slept")
  .write.parquet({out!r}))
@@ -106,17 +112,15 @@ def test_a_killed_spark_client_leaves_no_job_to_commit_after_it(tmp_path):
     operation once its response stream has ended and no client reattached
     (lakehouse.platform.spark_connect.DETACHED_TIMEOUT_S), long before the
     job would commit (with Spark's defaults this write committed)."""
-    # stopped by then, with 20 s to spare, < when the job (begun 5 s before the kill) would commit
+    # stopped by then, with 20 s to spare, < when the job (begun before the kill) would commit
     bound = spark_connect.RESPONSE_STREAM_S + spark_connect.DETACHED_TIMEOUT_S + spark_connect.DETACHED_CHECK_S
     assert bound + 20 < SLEEP_S - 5
     settings = make_settings(tmp_path / "run")
     out = tmp_path / "out"
     code = CLIENT.format(url=spark_connect.url(settings), sleep_ms=SLEEP_S * 1000, out=str(out))
     with spark_connect_server(settings):
-        client = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-        assert client.stdout.readline().strip() == "session"
-        time.sleep(5)
-        assert client.poll() is None and (out / "_temporary").is_dir(), "no write job running"
+        client = subprocess.Popen([sys.executable, "-c", code])
+        _wait_for_the_write(out, lambda: client.poll() is None)
         client.send_signal(signal.SIGKILL)
         client.wait()
         assert _outcome(out, SLEEP_S) == "aborted"
