@@ -28,12 +28,18 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def spark_connect_log(settings: Settings):
+    """Where spark_connect_server writes its server's output."""
+    return settings.log_dir / f"spark-connect-{settings.spark_connect_port}.log"
+
+
 @contextmanager
 def spark_connect_server(settings: Settings, timeout: float = 300, **extra_conf: str):
     """The stack's Spark Connect server program (same command as under `make
-    up`) on settings.spark_connect_port, for tests that run `airflow dags test`."""
+    up`) on settings.spark_connect_port, for tests that run `airflow dags test`;
+    its output in spark_connect_log(settings)."""
     argv, env = spark_connect.server_command(settings, extra_conf)
-    log_path = settings.log_dir / f"spark-connect-{settings.spark_connect_port}.log"
+    log_path = spark_connect_log(settings)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
