@@ -195,32 +195,21 @@ def assert_gold_matches(settings: Settings, expected) -> None:
 
 
 @contextmanager
-def connect_mode_restored():
-    """PySpark marks the whole process as Spark Connect
-    (SPARK_CONNECT_MODE_ENABLED) when a client session starts; the mark is
-    removed again on leaving, so later tests in the same pytest process still
-    build classic local sessions."""
-    keys = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_LOCAL_REMOTE")
-    saved = {k: os.environ.get(k) for k in keys}
+def connect_session(url: str):
+    """A Spark Connect client session for a test, stopped afterwards. PySpark
+    marks the whole process as Spark Connect (SPARK_CONNECT_MODE_ENABLED) when
+    such a session starts; the mark is removed again, so later tests in the
+    same pytest process still build classic local sessions."""
+    from pyspark.sql import SparkSession
+
+    saved = {k: os.environ.get(k) for k in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_LOCAL_REMOTE")}
+    spark = SparkSession.builder.remote(url).getOrCreate()
     try:
-        yield
+        yield spark
     finally:
+        spark.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-@contextmanager
-def connect_session(url: str):
-    """A Spark Connect client session for a test, stopped afterwards (and the
-    process no longer marked as Spark Connect: connect_mode_restored)."""
-    from pyspark.sql import SparkSession
-
-    with connect_mode_restored():
-        spark = SparkSession.builder.remote(url).getOrCreate()
-        try:
-            yield spark
-        finally:
-            spark.stop()

@@ -6,8 +6,9 @@ Airflow stops a running task (the UI's "Mark as failed" or "Clear" on a
 running task or run, a task's timeout) with SIGTERM, and its task runner calls
 the operator's `on_kill`. The provider's operator has none, so the task's
 process died while its Spark job ran on: a Spark Connect server keeps
-executing an operation whose client is gone (for
-`spark.connect.execute.manager.detachedTimeout`, 5 minutes by default), and a
+executing an operation whose client is gone until it notices (with Spark's
+defaults up to 7.5 minutes; the stack's server within ~25 s,
+`lakehouse.platform.spark_connect.DETACHED_TIMEOUT_S`), and a
 `bronze_to_silver` marked failed committed silver after it
 (docs/operations.md). Here `on_kill` interrupts every operation of the task's
 session (`SparkSession.interruptAll`, Spark Connect and classic alike): the
