@@ -30,7 +30,8 @@ exactly that date, so re-running a date (late data, a fix) is always safe.
 Spark tasks get their session from the `spark_default` connection: the
 stack's Spark Connect server (no task starts a JVM); Delta is written by
 delta-spark on the executors with `replaceWhere` on the date. A Spark task
-Airflow stops (marked failed, cleared, timed out) stops its Spark job too
+Airflow stops (marked failed, cleared, or past `BATCH_TASK_TIMEOUT_MINUTES`,
+default 60, then retried) stops its Spark job too
 (`lakehouse/batch/spark_task.py`): nothing of it commits afterwards.
 `gold_to_postgres` reads the date's few gold rows with delta-rs.
 
@@ -62,6 +63,8 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=20),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=5),
+    # a hung Spark server or cluster stops the task (and its Spark job) instead of holding the run
+    "execution_timeout": timedelta(minutes=get_settings().batch_task_timeout_minutes),
 }
 
 

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 from lakehouse.batch.spark_task import pyspark_task
+from lakehouse.settings import get_settings
 
 
 @dag(
@@ -46,7 +47,8 @@ from lakehouse.batch.spark_task import pyspark_task
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "lakehouse", "retries": 2, "retry_delay": timedelta(minutes=1),
-                  "retry_exponential_backoff": True},
+                  "retry_exponential_backoff": True,
+                  "execution_timeout": timedelta(minutes=get_settings().batch_task_timeout_minutes)},
     doc_md=__doc__,
     tags=["lakehouse", "maintenance"],
 )
@@ -56,7 +58,6 @@ def lakehouse_maintenance():
         def maintain(spark=None):
             """OPTIMIZE closed partitions (silver), then VACUUM, for every table of the layer."""
             from lakehouse.batch.maintenance import maintain as run
-            from lakehouse.settings import get_settings
 
             today = get_current_context()["dag_run"].run_after.date()
             return run(spark, get_settings(), layer, today)
@@ -67,7 +68,6 @@ def lakehouse_maintenance():
     def prune_stream_progress() -> int:
         """Delete ops.stream_progress rows older than the retention (each stream's latest stays)."""
         from lakehouse.batch import load, maintenance
-        from lakehouse.settings import get_settings
 
         return maintenance.prune_stream_progress(load.airflow_connect(), get_settings().ops_progress_retention_days)
 
@@ -75,7 +75,6 @@ def lakehouse_maintenance():
     def prune_realtime() -> dict[str, int]:
         """Delete realtime windows that start before the UTC day REALTIME_RETENTION_DAYS ago."""
         from lakehouse.batch import load, maintenance
-        from lakehouse.settings import get_settings
 
         today = get_current_context()["dag_run"].run_after.date()
         kept_from = maintenance.realtime_kept_from(today, get_settings().realtime_retention_days)
@@ -90,7 +89,6 @@ def lakehouse_maintenance():
         from airflow.sdk.configuration import conf
 
         from lakehouse.batch import maintenance
-        from lakehouse.settings import get_settings
 
         before = get_current_context()["dag_run"].run_after - timedelta(days=get_settings().airflow_log_retention_days)
         return maintenance.prune_logs(Path(conf.get("logging", "base_log_folder")), before)

@@ -169,6 +169,12 @@ class Settings(BaseSettings):
         30, ge=1, le=3600,
         description="The completeness sensor looks again this often while it waits (holding no worker slot between).",
     )
+    batch_task_timeout_minutes: int = Field(
+        60, ge=1,
+        description="A task of lakehouse_bronze_to_gold or lakehouse_maintenance that runs longer than this is "
+        "stopped, its Spark job with it, and retried (a hung server or cluster cannot hold the DAG's one active run "
+        "for ever; a 20M-event day's longest task takes ~5 minutes on two cores).",
+    )
     batch_catch_up_minutes: int = Field(
         15, ge=1, le=1440,
         description="Every this many minutes lakehouse_catch_up runs the dates that are missing or stale in gold.",

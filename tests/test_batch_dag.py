@@ -25,7 +25,6 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg2
-import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
@@ -104,14 +103,21 @@ def test_dags_import_cleanly(batch):
         "from airflow.dag_processing.dagbag import DagBag\n"
         "import json\n"
         "b = DagBag()\n"
-        "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()}, 'dags': sorted(b.dag_ids)}))\n"
+        "timeouts = {d: {t.task_id: t.execution_timeout and t.execution_timeout.total_seconds()\n"
+        "                for t in b.dags[d].tasks} for d in b.dag_ids}\n"
+        "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()}, 'dags': sorted(b.dag_ids),\n"
+        "                  'timeouts': timeouts}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code],
-                          env=airflow_env(batch), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], env={**airflow_env(batch), "BATCH_TASK_TIMEOUT_MINUTES": "7"},
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["errors"] == {}
     assert {"lakehouse_bronze_to_gold", "lakehouse_maintenance", "lakehouse_catch_up"} <= set(result["dags"])
+    # BATCH_TASK_TIMEOUT_MINUTES bounds every task of the two DAGs (a hung Spark cannot hold a run);
+    # catch-up's wait for the runs it triggers is bounded by theirs
+    for dag_id in ("lakehouse_bronze_to_gold", "lakehouse_maintenance"):
+        assert set(result["timeouts"][dag_id].values()) == {7 * 60.0}, result["timeouts"][dag_id]
     assert {p.name for p in airflow.DAGS_DIR.iterdir() if p.is_file()} == {
         "lakehouse_bronze_to_gold.py", "lakehouse_maintenance.py", "lakehouse_catch_up.py"}
 

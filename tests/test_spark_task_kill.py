@@ -111,6 +111,58 @@ def test_a_spark_task_airflow_stops_interrupts_its_spark_job(tmp_path):
         assert not _committed(out), "the stopped task's write committed"
 
 
+TIMED = WRITE + """
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+from airflow.sdk.execution_time.task_runner import _run_execute_callable
+from lakehouse.batch.spark_task import pyspark_task
+
+with DAG("spark_task_timeout", schedule=None, start_date=datetime(2024, 1, 1)):
+    @pyspark_task(task_id="slow", config_kwargs={{"spark.remote": {url!r}}},
+                  execution_timeout=timedelta(seconds={timeout_s}))
+    def slow(spark=None):
+        write(spark)
+
+    operator = slow().operator
+
+# Airflow's task runner: execute under the task's execution_timeout, on_kill when it expires
+try:
+    _run_execute_callable({{}}, operator.execute, operator)
+    print("returned")
+except BaseException as exc:  # AirflowTaskTimeout is one, so that no task's `except Exception` swallows it
+    print("raised", type(exc).__name__, exc)
+"""
+
+
+def test_a_spark_task_past_its_execution_timeout_stops_its_spark_job(tmp_path):
+    """A task past its execution_timeout (the DAGs' BATCH_TASK_TIMEOUT_MINUTES),
+    run by Airflow's own task-runner function: the timeout interrupts the wait
+    on the server, the job is cancelled and never commits, and the task ends
+    with AirflowTaskTimeout (which Airflow retries) at its timeout, not at the
+    job's end."""
+    timeout_s = 30
+    assert timeout_s + 20 < SLEEP_S
+    settings = make_settings(tmp_path / "run")
+    out = tmp_path / "out"
+    code = TIMED.format(url=spark_connect.url(settings), sleep_ms=SLEEP_S * 1000, out=str(out), timeout_s=timeout_s)
+    with spark_connect_server(settings):
+        started = time.monotonic()
+        task = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        try:
+            _running(task)
+            said, _ = task.communicate(timeout=SLEEP_S)
+            took = time.monotonic() - started
+        finally:
+            task.kill()
+        assert "raised AirflowTaskTimeout" in said, said[-3000:]
+        assert took < timeout_s + 15, f"the task ended {took:.1f} s after it started"
+        assert "this task's Spark session has ended" in said, said[-3000:]  # on_kill, after the operator's stop
+        assert _cancelled(spark_connect_log(settings), 30), "the server did not cancel the job"
+        assert not _committed(out), "the timed-out task's write committed"
+
+
 CLIENT = WRITE + """
 from pyspark.sql import SparkSession
 
