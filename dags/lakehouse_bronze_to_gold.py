@@ -55,8 +55,6 @@ from airflow.sdk import CronTriggerTimetable, Param, PokeReturnValue, dag, get_c
 from lakehouse.batch.spark_task import pyspark_task
 from lakehouse.settings import get_settings
 
-SPARK_CONN_ID = "spark_default"
-
 DEFAULT_ARGS = {
     "owner": "lakehouse",
     "retries": 2,
@@ -135,7 +133,7 @@ def lakehouse_bronze_to_gold():
     def spark_task(**kwargs):
         """The provider's @task.pyspark (a Spark session from `spark_default`),
         whose Spark job stops when Airflow stops the task (mark failed, clear)."""
-        return pyspark_task(conn_id=SPARK_CONN_ID, config_kwargs=_spark_config(), **kwargs)
+        return pyspark_task(config_kwargs=_spark_config(), **kwargs)
 
     settings = get_settings()
 

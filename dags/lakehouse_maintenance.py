@@ -54,7 +54,7 @@ from lakehouse.settings import get_settings
 )
 def lakehouse_maintenance():
     def maintain_layer(layer: str):
-        @pyspark_task(task_id=f"maintain_{layer}", conn_id="spark_default")  # @task.pyspark, stopped with its task
+        @pyspark_task(task_id=f"maintain_{layer}")  # @task.pyspark on spark_default, stopped with its task
         def maintain(spark=None):
             """OPTIMIZE closed partitions (silver), then VACUUM, for every table of the layer."""
             from lakehouse.batch.maintenance import maintain as run

@@ -8,6 +8,7 @@ for bronze_to_silver, so the tests cost little CPU."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from lakehouse.platform import spark_connect
+from lakehouse.platform import airflow, spark_connect
 from tests.batch_helpers import spark_connect_log, spark_connect_server
 from tests.conftest import make_settings
 
@@ -57,6 +58,12 @@ def _cancelled(server_log, timeout: float) -> bool:
     return False
 
 
+def task_env(settings) -> dict[str, str]:
+    """A task's environment under `make up`: `spark_default` is the stack's
+    Spark Connect server (AIRFLOW_CONN_SPARK_DEFAULT)."""
+    return {**os.environ, "AIRFLOW_CONN_SPARK_DEFAULT": airflow.environment(settings)["AIRFLOW_CONN_SPARK_DEFAULT"]}
+
+
 def _committed(out) -> bool:
     """Whether the write committed: a version in the Delta table's log."""
     return any((out / "_delta_log").glob("*.json"))
@@ -70,7 +77,7 @@ from airflow.sdk import DAG
 from lakehouse.batch.spark_task import pyspark_task
 
 with DAG("spark_task_kill", schedule=None, start_date=datetime(2024, 1, 1)):
-    @pyspark_task(task_id="slow", config_kwargs={{"spark.remote": {url!r}}})
+    @pyspark_task(task_id="slow")  # on spark_default, as the DAGs' tasks
     def slow(spark=None):
         write(spark)
 
@@ -94,9 +101,10 @@ def test_a_spark_task_airflow_stops_interrupts_its_spark_job(tmp_path):
     that holds a classic one, as pytest's workers may.)"""
     settings = make_settings(tmp_path / "run")
     out = tmp_path / "out"
-    code = TASK.format(url=spark_connect.url(settings), sleep_ms=SLEEP_S * 1000, out=str(out))
+    code = TASK.format(sleep_ms=SLEEP_S * 1000, out=str(out))
     with spark_connect_server(settings):
-        task = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        task = subprocess.Popen([sys.executable, "-c", code], env=task_env(settings), stdout=subprocess.PIPE,
+                                text=True)
         try:
             _running(task)
             killed = time.monotonic()
@@ -119,8 +127,7 @@ from airflow.sdk.execution_time.task_runner import _run_execute_callable
 from lakehouse.batch.spark_task import pyspark_task
 
 with DAG("spark_task_timeout", schedule=None, start_date=datetime(2024, 1, 1)):
-    @pyspark_task(task_id="slow", config_kwargs={{"spark.remote": {url!r}}},
-                  execution_timeout=timedelta(seconds={timeout_s}))
+    @pyspark_task(task_id="slow", execution_timeout=timedelta(seconds={timeout_s}))
     def slow(spark=None):
         write(spark)
 
@@ -145,11 +152,11 @@ def test_a_spark_task_past_its_execution_timeout_stops_its_spark_job(tmp_path):
     assert timeout_s + 20 < SLEEP_S
     settings = make_settings(tmp_path / "run")
     out = tmp_path / "out"
-    code = TIMED.format(url=spark_connect.url(settings), sleep_ms=SLEEP_S * 1000, out=str(out), timeout_s=timeout_s)
+    code = TIMED.format(sleep_ms=SLEEP_S * 1000, out=str(out), timeout_s=timeout_s)
     with spark_connect_server(settings):
         started = time.monotonic()
-        task = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        task = subprocess.Popen([sys.executable, "-c", code], env=task_env(settings), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
         try:
             _running(task)
             said, _ = task.communicate(timeout=SLEEP_S)

@@ -46,12 +46,21 @@ class InterruptiblePySparkOperator(_PySparkDecoratedOperator):
         self.log.info("stopped: interrupted %d Spark operation(s) of this task %s", len(interrupted), interrupted)
 
 
-def pyspark_task(python_callable=None, multiple_outputs: bool | None = None, **kwargs):
-    """`@task.pyspark` with the same arguments (conn_id, config_kwargs, ...);
-    the task's Spark operations are interrupted when Airflow stops it."""
+#: The Airflow connection every Spark task of the DAGs takes its session from:
+#: the stack's Spark Connect server (AIRFLOW_CONN_SPARK_DEFAULT,
+#: lakehouse.platform.airflow), or the cluster a user points it at.
+SPARK_CONN_ID = "spark_default"
+
+
+def pyspark_task(python_callable=None, multiple_outputs: bool | None = None, conn_id: str = SPARK_CONN_ID,
+                 **kwargs):
+    """`@task.pyspark` with the same arguments (config_kwargs, ...), its session
+    from `conn_id` (SPARK_CONN_ID unless given); the task's Spark operations
+    are interrupted when Airflow stops it."""
     return task_decorator_factory(
         python_callable=python_callable,
         multiple_outputs=multiple_outputs,
         decorated_operator_class=InterruptiblePySparkOperator,
+        conn_id=conn_id,
         **kwargs,
     )
