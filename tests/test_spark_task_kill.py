@@ -12,10 +12,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
+from lakehouse.batch.spark_task import SERVER_WAIT_S
 from lakehouse.platform import airflow, spark_connect
 from tests.batch_helpers import spark_connect_log, spark_connect_server
 from tests.conftest import make_settings
@@ -168,6 +170,45 @@ def test_a_spark_task_past_its_execution_timeout_stops_its_spark_job(tmp_path):
         assert "this task's Spark session has ended" in said, said[-3000:]  # on_kill, after the operator's stop
         assert _cancelled(spark_connect_log(settings), 30), "the server did not cancel the job"
         assert not _committed(out), "the timed-out task's write committed"
+
+
+def test_a_spark_task_past_its_timeout_ends_when_the_server_does_not_answer(tmp_path):
+    """The case the DAGs' timeout is for: a server that hangs (here frozen with
+    SIGSTOP while the job runs). The timeout's exception comes, the session's
+    release waits at most SERVER_WAIT_S for the server, on_kill asks it
+    nothing more, and the task ends with AirflowTaskTimeout, which Airflow
+    retries. (pyspark's
+    gRPC calls have no deadline: before, the release waited for ever, and the
+    task with it.) What is left behind in the process (pyspark's threads still
+    waiting on the server) is Airflow's to end: its supervisor kills a task
+    process that lingers after reporting its state (task_success_overtime)."""
+    timeout_s = 20
+    settings = make_settings(tmp_path / "run")
+    code = TIMED.format(sleep_ms=SLEEP_S * 1000, out=str(tmp_path / "out"), timeout_s=timeout_s)
+    with spark_connect_server(settings) as server:
+        started = time.monotonic()
+        task = subprocess.Popen([sys.executable, "-c", code], env=task_env(settings), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        lines = []
+        bound = timeout_s + SERVER_WAIT_S + 15
+        watchdog = threading.Timer(bound + 45, task.kill)  # a task that never ends fails the asserts below
+        try:
+            _running(task)
+            os.killpg(server.pid, signal.SIGSTOP)
+            watchdog.start()
+            for line in task.stdout:
+                lines.append(line)
+                if line.startswith("raised"):
+                    break
+            took = time.monotonic() - started
+        finally:
+            watchdog.cancel()
+            os.killpg(server.pid, signal.SIGCONT)
+            task.kill()
+        said = "".join(lines)
+        assert "raised AirflowTaskTimeout" in said, said[-3000:]
+        assert "did not answer the session's release" in said, said[-3000:]
+        assert took < bound, f"the task ended {took:.1f} s after it started"
 
 
 CLIENT = WRITE + """
