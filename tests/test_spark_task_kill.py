@@ -1,10 +1,11 @@
 """A DAG's Spark task that Airflow stops (the UI's "Mark as failed" or
-"Clear" on a running task, a timeout) stops its Spark job on the stack's Spark
-Connect server (lakehouse.batch.spark_task), and a task process killed outright
-leaves no job running for long (the server's detached-operation timeout,
-lakehouse.platform.spark_connect). Both with the server program `make up`
-runs; a job that only sleeps (in the server's tasks) and then writes stands in
-for bronze_to_silver, so the tests cost little CPU."""
+"Clear" on a running task, its execution_timeout) stops its Spark job on the
+stack's Spark Connect server (lakehouse.batch.spark_task), a task past its
+timeout ends even when the server does not answer, and a task process killed
+outright leaves no job running for long (the server's detached-operation
+timeout, lakehouse.platform.spark_connect). All with the server program `make
+up` runs; a job that only sleeps (in the server's tasks) and then writes
+stands in for bronze_to_silver, so the tests cost little CPU."""
 
 from __future__ import annotations
 
@@ -177,11 +178,11 @@ def test_a_spark_task_past_its_timeout_ends_when_the_server_does_not_answer(tmp_
     SIGSTOP while the job runs). The timeout's exception comes, the session's
     release waits at most SERVER_WAIT_S for the server, on_kill asks it
     nothing more, and the task ends with AirflowTaskTimeout, which Airflow
-    retries. (pyspark's
-    gRPC calls have no deadline: before, the release waited for ever, and the
-    task with it.) What is left behind in the process (pyspark's threads still
-    waiting on the server) is Airflow's to end: its supervisor kills a task
-    process that lingers after reporting its state (task_success_overtime)."""
+    retries. (pyspark's gRPC calls have no deadline: before, the release
+    waited for ever, and the task with it.) What is left behind in the process
+    (pyspark's threads still waiting on the server) is Airflow's to end: its
+    supervisor kills a task process that lingers after reporting its state
+    (task_success_overtime)."""
     timeout_s = 20
     settings = make_settings(tmp_path / "run")
     code = TIMED.format(sleep_ms=SLEEP_S * 1000, out=str(tmp_path / "out"), timeout_s=timeout_s)
