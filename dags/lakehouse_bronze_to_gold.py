@@ -55,6 +55,10 @@ from airflow.sdk import CronTriggerTimetable, Param, PokeReturnValue, dag, get_c
 from lakehouse.batch.spark_task import pyspark_task
 from lakehouse.settings import get_settings
 
+#: What the DAG's structure takes from the settings when the file is parsed
+#: (task timeout, the sensor's intervals); tasks read theirs when they run (_run).
+SETTINGS = get_settings()
+
 DEFAULT_ARGS = {
     "owner": "lakehouse",
     "retries": 2,
@@ -62,7 +66,7 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=5),
     # a hung Spark server or cluster stops the task (and its Spark job) instead of holding the run
-    "execution_timeout": timedelta(minutes=get_settings().batch_task_timeout_minutes),
+    "execution_timeout": timedelta(minutes=SETTINGS.batch_task_timeout_minutes),
 }
 
 
@@ -135,13 +139,11 @@ def lakehouse_bronze_to_gold():
         whose Spark job stops when Airflow stops the task (mark failed, clear)."""
         return pyspark_task(config_kwargs=_spark_config(), **kwargs)
 
-    settings = get_settings()
-
     @task.sensor(
         mode="reschedule",
-        poke_interval=settings.batch_completeness_poke_seconds,
+        poke_interval=SETTINGS.batch_completeness_poke_seconds,
         # backstop only: the poke fails first, with what is missing
-        timeout=(settings.batch_completeness_timeout_minutes + 30) * 60,
+        timeout=(SETTINGS.batch_completeness_timeout_minutes + 30) * 60,
         # retries (the DAG's) cover a task that could not start; the timeout
         # below is an AirflowFailException, which is never retried
     )
