@@ -52,6 +52,7 @@ FILE_SECONDS = {
     "test_streams_recovery.py": 200,
     "test_streams_cluster.py": 165,
     "test_broker.py": 152,
+    "test_spark_task_kill.py": 165,
     "test_kafka_secured.py": 150,
     "test_streams_data_loss.py": 200,
     "test_dashboard_browser.py": 147,

@@ -1,7 +1,8 @@
 """A DAG's Spark task that Airflow stops (the UI's "Mark as failed" or
 "Clear" on a running task, its execution_timeout) stops its Spark job on the
 stack's Spark Connect server (lakehouse.batch.spark_task), a task past its
-timeout ends even when the server does not answer, and a task process killed
+timeout ends even when the server does not answer, a task whose server
+restarts under it fails with an error that says so, and a task process killed
 outright leaves no job running for long (the server's detached-operation
 timeout, lakehouse.platform.spark_connect). All with the server program `make
 up` runs; a job that only sleeps (in the server's tasks) and then writes
@@ -18,7 +19,7 @@ import time
 
 import pytest
 
-from lakehouse.batch.spark_task import SERVER_WAIT_S
+from lakehouse.batch.spark_task import SERVER_WAIT_S, server_lost
 from lakehouse.platform import airflow, spark_connect
 from tests.batch_helpers import spark_connect_log, spark_connect_server
 from tests.conftest import make_settings
@@ -211,6 +212,61 @@ def test_a_spark_task_past_its_timeout_ends_when_the_server_does_not_answer(tmp_
         assert "raised AirflowTaskTimeout" in said, said[-3000:]
         assert "did not answer the session's release" in said, said[-3000:]
         assert took < bound, f"the task ended {took:.1f} s after it started"
+
+
+@pytest.mark.slow
+def test_a_spark_task_whose_server_restarts_under_it_fails_with_an_error_naming_the_server(tmp_path):
+    """kill -9 of the server while a task's job runs, and a new server on the
+    same port (what the process manager does): pyspark's client reattaches to
+    a server without the task's session and fails with
+    `[RESPONSE_ALREADY_RECEIVED] INVALID_HANDLE.SESSION_NOT_FOUND`; the task
+    fails with SparkServerLost, which names the connection and where to look,
+    and keeps pyspark's error as its cause. Nothing commits."""
+    settings = make_settings(tmp_path / "run")
+    out = tmp_path / "out"
+    code = TIMED.format(sleep_ms=SLEEP_S * 1000, out=str(out), timeout_s=900)
+    with spark_connect_server(settings) as first:
+        task = _start(code, settings)
+        try:
+            _running(task)
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+            with spark_connect_server(settings):
+                said, _ = task.communicate(timeout=300)
+        finally:
+            task.kill()
+    raised = [line for line in said.splitlines() if line.startswith("raised")]
+    assert raised and raised[0].startswith("raised SparkServerLost"), said[-3000:]
+    assert "'spark_default' went away" in raised[0] and "make logs SERVICE=spark-connect" in raised[0], raised[0]
+    assert "RESPONSE_ALREADY_RECEIVED" in raised[0], raised[0]  # pyspark's error, kept
+    assert not _committed(out), "a write committed"
+
+
+def test_server_lost_tells_a_server_gone_from_the_tasks_own_errors():
+    """Pure: the errors pyspark gives when the server went away (seen with the
+    stack's server killed, restarted, or out of memory) against those of the
+    task's own work and of its on_kill's interrupt."""
+    import grpc
+    from pyspark.errors import AnalysisException, PySparkRuntimeError
+    from pyspark.errors.exceptions.connect import SparkConnectException, SparkConnectGrpcException, UnknownException
+
+    gone = [
+        PySparkRuntimeError(errorClass="RESPONSE_ALREADY_RECEIVED",
+                            messageParameters={"error_type": "INVALID_HANDLE.SESSION_NOT_FOUND"}),
+        SparkConnectException(errorClass="NO_ACTIVE_SESSION", messageParameters={}),
+        SparkConnectGrpcException("Stream removed (RST_STREAM)", grpc_status_code=grpc.StatusCode.CANCELLED),
+        SparkConnectGrpcException("failed to connect to all addresses", grpc_status_code=grpc.StatusCode.UNAVAILABLE),
+        UnknownException("(java.lang.IllegalStateException) Cannot call methods on a stopped SparkContext.",
+                         grpc_status_code=grpc.StatusCode.INTERNAL),
+    ]
+    own = [
+        UnknownException("[OPERATION_CANCELED] Operation has been canceled.", errorClass="OPERATION_CANCELED",
+                         messageParameters={}, grpc_status_code=grpc.StatusCode.INTERNAL),
+        AnalysisException("[TABLE_OR_VIEW_NOT_FOUND] The table or view `x` cannot be found."),
+        ValueError("event_date parameter '2026-13-45' is not a date"),
+    ]
+    assert [server_lost(e) for e in gone] == [True] * len(gone)
+    assert [server_lost(e) for e in own] == [False] * len(own)
 
 
 CLIENT = WRITE + """

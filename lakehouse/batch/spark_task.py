@@ -21,6 +21,13 @@ the server, and Airflow calls `on_kill` after that. The release waits for
 the server at most `SERVER_WAIT_S`: the timeout is for a server that hangs,
 and pyspark's release would wait for such a server for ever, and the task
 with it (seen with a server frozen by SIGSTOP).
+
+A server that stops or restarts under a running task (killed, out of memory,
+`make down`) leaves pyspark's errors for it (`[RESPONSE_ALREADY_RECEIVED]
+INVALID_HANDLE.SESSION_NOT_FOUND ...`, `Stream removed`, `Cannot call
+methods on a stopped SparkContext`), which name neither the server nor where
+to look; the task fails with `SparkServerLost`, which does, and Airflow
+retries it as before.
 """
 
 from __future__ import annotations
@@ -39,11 +46,39 @@ from airflow.sdk.bases.decorator import task_decorator_factory
 #: once it answers again.
 SERVER_WAIT_S = 10
 
+#: pyspark's error conditions for a session the server no longer has: it
+#: restarted under a running job (RESPONSE_ALREADY_RECEIVED: the job's stream
+#: reattached to a server without the session) or between two calls.
+LOST_SESSION = frozenset({"RESPONSE_ALREADY_RECEIVED", "NO_ACTIVE_SESSION", "INVALID_HANDLE.SESSION_NOT_FOUND",
+                          "INVALID_HANDLE.SESSION_CHANGED"})
 
-class _SessionStopInTime(PythonOperator):
+
+class SparkServerLost(RuntimeError):
+    """The Spark server stopped or restarted while the task ran; Airflow
+    retries the task (a try replaces what an earlier one may have written)."""
+
+
+def server_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the task's Spark server went away (stopped, killed,
+    restarted), not that the task's own work failed: a lost session, a gRPC
+    stream the server ended or could not be reached on after pyspark's
+    retries, or a Spark driver that stopped under the job (a server shutting
+    down). An operation the task's on_kill interrupted is none of these
+    (OPERATION_CANCELED)."""
+    import grpc  # pyspark's dependency; not loaded when the DAG files are parsed
+
+    if getattr(exc, "getCondition", lambda: None)() in LOST_SESSION:
+        return True
+    if getattr(exc, "getGrpcStatusCode", lambda: None)() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return True
+    return "Cannot call methods on a stopped SparkContext" in str(exc)
+
+
+class _ServerAwareTask(PythonOperator):
     """Sits between the provider's PySparkOperator (which builds the session,
     runs the callable, and stops the session in a `finally`) and PythonOperator
-    in the MRO: that stop waits for the server at most SERVER_WAIT_S."""
+    in the MRO: that stop waits for the server at most SERVER_WAIT_S, and the
+    callable's errors that say the server went away become SparkServerLost."""
 
     def execute_callable(self):
         spark = self.op_kwargs.get("spark")
@@ -62,10 +97,22 @@ class _SessionStopInTime(PythonOperator):
                         "client has reattached)", SERVER_WAIT_S)
 
             spark.stop = stop_in_time
-        return super().execute_callable()
+        try:
+            return super().execute_callable()
+        except Exception as exc:
+            if not server_lost(exc):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise SparkServerLost(
+                f"the Spark server of connection {self.conn_id!r} went away while this task ran: it stopped or "
+                "restarted, and this task's session ended with it. On the stack, `make status` shows whether it "
+                "runs again and `make logs SERVICE=spark-connect` (SERVICE=streams with SPARK_CONNECT_IN_STREAMS="
+                "true) why it stopped; a java.lang.OutOfMemoryError there calls for a larger SPARK_CONNECT_MEMORY. "
+                "Airflow retries the task, which is safe: a try replaces what an earlier one may have written. "
+                f"({type(exc).__name__}: {first})") from exc
 
 
-class InterruptiblePySparkOperator(_PySparkDecoratedOperator, _SessionStopInTime):
+class InterruptiblePySparkOperator(_PySparkDecoratedOperator, _ServerAwareTask):
     """`@task.pyspark`'s operator, with an `on_kill` that interrupts the task's
     Spark operations, and a session stop that waits for the server at most
     SERVER_WAIT_S."""
