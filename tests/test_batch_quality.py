@@ -207,3 +207,37 @@ def test_a_validation_draws_no_progress_bar(run, tmp_path, capfd):
     run(frame(), tmp_path)
     out, err = capfd.readouterr()
     assert "Calculating Metrics" not in out + err
+
+
+def test_an_expectation_whose_spark_query_fails_is_retried_not_a_data_failure(spark, tmp_path):
+    """A Spark query of the suite that fails (here user_id raises at run time,
+    standing in for a job whose Spark server restarted under it; seen on a
+    stack: kill -9 of the server during validate_silver failed the gate for
+    good with "7 critical expectation(s): ...: failed" and recorded them in
+    ops.data_quality): GE reports the expectation unsuccessful with the error
+    it caught; validate raises ValidationNotRun (retried), not a gate
+    failure, and names the expectations and the error (GE computes its
+    metrics in bundled queries: one failing column fails most of them)."""
+    from pyspark.sql import functions as F
+
+    df = spark.createDataFrame(frame().assign(event_ts=lambda f: f.event_ts.dt.tz_localize(None)), SPARK_SCHEMA)
+    broken = df.withColumn("user_id", F.expr("CAST(raise_error('the job was lost') AS BIGINT)"))
+    with pytest.raises(quality.ValidationNotRun) as err:
+        quality.validate(broken, D, "run/1", tmp_path)
+    msg = str(err.value)
+    assert "could not evaluate" in msg and "expect_column_values_to_" in msg, msg  # names the expectations
+    assert "the job was lost" in msg, msg
+    assert not issubclass(quality.ValidationNotRun, quality.QualityGateError)
+
+
+def test_caught_errors_reads_both_shapes_of_ges_exception_info():
+    """Pure: GE's exception_info for an expectation whose validation raised,
+    per aborted metric, and for one that ran."""
+    from great_expectations.validator.exception_info import ExceptionInfo
+
+    assert quality.caught_errors(ExceptionInfo("tb", "boom")) == ["boom"]
+    assert quality.caught_errors({"column_values.between.unexpected_count": ExceptionInfo("tb", "lost"),
+                                  "table.row_count": ExceptionInfo("tb", "gone")}) == ["lost", "gone"]
+    assert quality.caught_errors({"raised_exception": False, "exception_message": None,
+                                  "exception_traceback": None}) == []
+    assert quality.caught_errors(None) == []

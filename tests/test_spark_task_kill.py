@@ -244,11 +244,14 @@ def test_a_spark_task_whose_server_restarts_under_it_fails_with_an_error_naming_
 
 def test_server_lost_tells_a_server_gone_from_the_tasks_own_errors():
     """Pure: the errors pyspark gives when the server went away (seen with the
-    stack's server killed, restarted, or out of memory) against those of the
-    task's own work and of its on_kill's interrupt."""
+    stack's server killed, restarted, or out of memory; validate_silver's
+    when Great Expectations caught them) against those of the task's own
+    work and of its on_kill's interrupt."""
     import grpc
     from pyspark.errors import AnalysisException, PySparkRuntimeError
     from pyspark.errors.exceptions.connect import SparkConnectException, SparkConnectGrpcException, UnknownException
+
+    from lakehouse.batch.quality import ValidationNotRun
 
     gone = [
         PySparkRuntimeError(errorClass="RESPONSE_ALREADY_RECEIVED",
@@ -258,12 +261,16 @@ def test_server_lost_tells_a_server_gone_from_the_tasks_own_errors():
         SparkConnectGrpcException("failed to connect to all addresses", grpc_status_code=grpc.StatusCode.UNAVAILABLE),
         UnknownException("(java.lang.IllegalStateException) Cannot call methods on a stopped SparkContext.",
                          grpc_status_code=grpc.StatusCode.INTERNAL),
+        ValidationNotRun("Great Expectations could not evaluate 9 expectation(s) of silver for 2026-11-20: ...: "
+                         "[NO_ACTIVE_SESSION] No active Spark session found. (expect_table_row_count_to_be_between)"),
     ]
     own = [
         UnknownException("[OPERATION_CANCELED] Operation has been canceled.", errorClass="OPERATION_CANCELED",
                          messageParameters={}, grpc_status_code=grpc.StatusCode.INTERNAL),
         AnalysisException("[TABLE_OR_VIEW_NOT_FOUND] The table or view `x` cannot be found."),
         ValueError("event_date parameter '2026-13-45' is not a date"),
+        ValidationNotRun("Great Expectations could not evaluate 1 expectation(s) of silver for 2026-11-20: ...: "
+                         "[USER_RAISED_EXCEPTION] boom SQLSTATE: P0001 (expect_column_values_to_be_between(user_id))"),
     ]
     assert [server_lost(e) for e in gone] == [True] * len(gone)
     assert [server_lost(e) for e in own] == [False] * len(own)

@@ -21,6 +21,12 @@ JSON in GE's results store (`results/silver_events/<run id>/<run
 time>/silver-events_<event_date>.json`) and the Data Docs HTML site
 (`data_docs/index.html`: a page per validation, the latest INDEX_VALIDATIONS
 listed); one summary row per expectation goes to `ops.data_quality`.
+
+An expectation GE could not evaluate (its Spark query failed: the Spark
+server restarted, an executor was lost) is not a data failure: GE reports
+it as unsuccessful with the error it caught, and `validate` raises
+ValidationNotRun instead of returning outcomes, so nothing is recorded and
+the task is retried rather than the gate failing for good.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ COLUMNS = ["event_id", "user_id", "event_type", "source", "page", "event_ts"]
 
 class QualityGateError(RuntimeError):
     """A critical expectation failed; the message names it with its counts."""
+
+
+class ValidationNotRun(RuntimeError):
+    """GE could not evaluate some expectations (their queries failed): says
+    nothing about the data; the task is retried."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,34 @@ def validate(frame, event_date: date, run_id: str, out_dir: Path,
         stored, validation = _run_suite(frame, event_date, gx_run, out_dir, max_rejected_fraction,
                                         sample_size=SAMPLE_SIZE)
     log.info("validation result: %s; data docs: %s", stored, out_dir / "data_docs" / "index.html")
+    not_run: dict[str, list[str]] = {}  # an error's first line -> the expectations it stopped
+    for r in validation.results:
+        if errors := caught_errors(r.exception_info):
+            not_run.setdefault((errors[0].strip() or "an error").splitlines()[0], []).append(_target(r))
+    if not_run:
+        raise ValidationNotRun(
+            f"Great Expectations could not evaluate {sum(map(len, not_run.values()))} expectation(s) of silver for "
+            f"{event_date}: their Spark queries failed, which says nothing about the data: "
+            + "; ".join(f"{error} ({', '.join(targets[:3])}{f' and {len(targets) - 3} more' if len(targets) > 3 else ''})"
+                        for error, targets in not_run.items())
+        )
     return [_outcome(r) for r in validation.results]
+
+
+def caught_errors(exception_info) -> list[str]:
+    """The messages of the errors GE caught while computing an expectation's
+    metrics: its `exception_info` is one `{"raised_exception": ...,
+    "exception_message": ...}` (an expectation whose validation raised), or
+    one such per metric id (metrics whose computation was aborted)."""
+    if not exception_info:
+        return []
+    parts = [exception_info] if "raised_exception" in exception_info else list(exception_info.values())
+    return [str(p.get("exception_message") or "") for p in parts if isinstance(p, dict) and p.get("raised_exception")]
+
+
+def _target(r) -> str:
+    column = r.expectation_config.kwargs.get("column")
+    return f"{r.expectation_config.type}({column})" if column else r.expectation_config.type
 
 
 def _run_suite(frame, event_date: date, gx_run, out_dir: Path, max_rejected_fraction: float,

@@ -63,12 +63,14 @@ def server_lost(exc: BaseException) -> bool:
     restarted), not that the task's own work failed: a lost session, a gRPC
     stream the server ended or could not be reached on after pyspark's
     retries, or a Spark driver that stopped under the job (a server shutting
-    down). An operation the task's on_kill interrupted is none of these
+    down); also such an error retold by code that caught it. An operation the task's on_kill interrupted is none of these
     (OPERATION_CANCELED)."""
     import grpc  # pyspark's dependency; not loaded when the DAG files are parsed
 
     if getattr(exc, "getCondition", lambda: None)() in LOST_SESSION:
         return True
+    if any(f"[{condition}]" in str(exc) for condition in LOST_SESSION):  # pyspark's error, caught and retold
+        return True  # (Great Expectations' ValidationNotRun)
     if getattr(exc, "getGrpcStatusCode", lambda: None)() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return True
     return "Cannot call methods on a stopped SparkContext" in str(exc)
