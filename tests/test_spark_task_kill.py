@@ -248,6 +248,7 @@ def test_server_lost_tells_a_server_gone_from_the_tasks_own_errors():
     when Great Expectations caught them) against those of the task's own
     work and of its on_kill's interrupt."""
     import grpc
+    from airflow.sdk.exceptions import AirflowFailException
     from pyspark.errors import AnalysisException, PySparkRuntimeError
     from pyspark.errors.exceptions.connect import SparkConnectException, SparkConnectGrpcException, UnknownException
 
@@ -271,6 +272,9 @@ def test_server_lost_tells_a_server_gone_from_the_tasks_own_errors():
         ValueError("event_date parameter '2026-13-45' is not a date"),
         ValidationNotRun("Great Expectations could not evaluate 1 expectation(s) of silver for 2026-11-20: ...: "
                          "[USER_RAISED_EXCEPTION] boom SQLSTATE: P0001 (expect_column_values_to_be_between(user_id))"),
+        # a failed gate quotes the data, which may hold anything
+        AirflowFailException("silver for 2026-11-20 failed 1 critical expectation(s): expect_column_values_to_be_in_set"
+                             "(event_type): 1 of 3 rows unexpected, e.g. ['[NO_ACTIVE_SESSION]']"),
     ]
     assert [server_lost(e) for e in gone] == [True] * len(gone)
     assert [server_lost(e) for e in own] == [False] * len(own)

@@ -37,6 +37,7 @@ import threading
 from airflow.providers.apache.spark.decorators.pyspark import _PySparkDecoratedOperator
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import task_decorator_factory
+from airflow.sdk.exceptions import AirflowException
 
 #: How long a task's end waits for the Spark server to release the task's
 #: session: a server that does not answer (hung, frozen, cut off) must not keep
@@ -63,17 +64,20 @@ def server_lost(exc: BaseException) -> bool:
     restarted), not that the task's own work failed: a lost session, a gRPC
     stream the server ended or could not be reached on after pyspark's
     retries, or a Spark driver that stopped under the job (a server shutting
-    down); also such an error retold by code that caught it. An operation the task's on_kill interrupted is none of these
-    (OPERATION_CANCELED)."""
+    down); also such an error retold by code that caught it (Great
+    Expectations: quality.ValidationNotRun). Airflow's own exceptions (a
+    failed quality gate, whose message quotes data) and an operation the
+    task's on_kill interrupted (OPERATION_CANCELED) are none of these."""
     import grpc  # pyspark's dependency; not loaded when the DAG files are parsed
 
-    if getattr(exc, "getCondition", lambda: None)() in LOST_SESSION:
+    if isinstance(exc, AirflowException):
+        return False
+    text = str(exc)
+    if getattr(exc, "getCondition", lambda: None)() in LOST_SESSION or any(f"[{c}]" in text for c in LOST_SESSION):
         return True
-    if any(f"[{condition}]" in str(exc) for condition in LOST_SESSION):  # pyspark's error, caught and retold
-        return True  # (Great Expectations' ValidationNotRun)
     if getattr(exc, "getGrpcStatusCode", lambda: None)() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return True
-    return "Cannot call methods on a stopped SparkContext" in str(exc)
+    return "Cannot call methods on a stopped SparkContext" in text
 
 
 class _ServerAwareTask(PythonOperator):
