@@ -23,7 +23,7 @@ and pyspark's release would wait for such a server for ever, and the task
 with it (seen with a server frozen by SIGSTOP).
 
 A server that stops or restarts under a running task (killed, out of memory,
-`make down`) leaves pyspark's errors for it (`[RESPONSE_ALREADY_RECEIVED]
+restarted) leaves pyspark's errors for it (`[RESPONSE_ALREADY_RECEIVED]
 INVALID_HANDLE.SESSION_NOT_FOUND ...`, `Stream removed`, `Cannot call
 methods on a stopped SparkContext`), which name neither the server nor where
 to look; the task fails with `SparkServerLost`, which does, and Airflow
