@@ -67,15 +67,18 @@ class Outcome:
     unexpected_count: int | None
     sample: list
 
+    @property
+    def target(self) -> str:
+        return f"{self.expectation}({self.column})" if self.column else self.expectation
+
     def describe(self) -> str:
-        target = f"{self.expectation}({self.column})" if self.column else self.expectation
         counts = (
             f"{self.unexpected_count} of {self.element_count} rows unexpected"
             if self.unexpected_count is not None
             else "failed"
         )
         sample = f", e.g. {self.sample[:3]}" if self.sample else ""
-        return f"{target}: {counts}{sample}"
+        return f"{self.target}: {counts}{sample}"
 
 
 def build_suite(event_date: date, max_rejected_fraction: float = 0.0):
@@ -141,10 +144,11 @@ def validate(frame, event_date: date, run_id: str, out_dir: Path,
         stored, validation = _run_suite(frame, event_date, gx_run, out_dir, max_rejected_fraction,
                                         sample_size=SAMPLE_SIZE)
     log.info("validation result: %s; data docs: %s", stored, out_dir / "data_docs" / "index.html")
+    outcomes = [_outcome(r) for r in validation.results]
     not_run: dict[str, list[str]] = {}  # an error's first line -> the expectations it stopped
-    for r in validation.results:
+    for r, outcome in zip(validation.results, outcomes):
         if errors := caught_errors(r.exception_info):
-            not_run.setdefault((errors[0].strip() or "an error").splitlines()[0], []).append(_target(r))
+            not_run.setdefault((errors[0].strip() or "an error").splitlines()[0], []).append(outcome.target)
     if not_run:
         raise ValidationNotRun(
             f"Great Expectations could not evaluate {sum(map(len, not_run.values()))} expectation(s) of silver for "
@@ -152,7 +156,7 @@ def validate(frame, event_date: date, run_id: str, out_dir: Path,
             + "; ".join(f"{error} ({', '.join(targets[:3])}{f' and {len(targets) - 3} more' if len(targets) > 3 else ''})"
                         for error, targets in not_run.items())
         )
-    return [_outcome(r) for r in validation.results]
+    return outcomes
 
 
 def caught_errors(exception_info) -> list[str]:
@@ -164,11 +168,6 @@ def caught_errors(exception_info) -> list[str]:
         return []
     parts = [exception_info] if "raised_exception" in exception_info else list(exception_info.values())
     return [str(p.get("exception_message") or "") for p in parts if isinstance(p, dict) and p.get("raised_exception")]
-
-
-def _target(r) -> str:
-    column = r.expectation_config.kwargs.get("column")
-    return f"{r.expectation_config.type}({column})" if column else r.expectation_config.type
 
 
 def _run_suite(frame, event_date: date, gx_run, out_dir: Path, max_rejected_fraction: float,
