@@ -40,7 +40,12 @@ def engine(request):
     if request.param == "pandas":
         return lambda df: df
     spark = request.getfixturevalue("spark")
-    return lambda df: spark.createDataFrame(
+    return lambda df: spark_frame(spark, df)
+
+
+def spark_frame(spark, df):
+    """`df` (a frame() of pandas) as a Spark DataFrame of SPARK_SCHEMA."""
+    return spark.createDataFrame(
         [tuple(None if pd.isna(v) else v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for v in row)
          for row in df.itertuples(index=False)], SPARK_SCHEMA)
 
@@ -220,8 +225,7 @@ def test_an_expectation_whose_spark_query_fails_is_retried_not_a_data_failure(sp
     metrics in bundled queries: one failing column fails most of them)."""
     from pyspark.sql import functions as F
 
-    df = spark.createDataFrame(frame().assign(event_ts=lambda f: f.event_ts.dt.tz_localize(None)), SPARK_SCHEMA)
-    broken = df.withColumn("user_id", F.expr("CAST(raise_error('the job was lost') AS BIGINT)"))
+    broken = spark_frame(spark, frame()).withColumn("user_id", F.expr("CAST(raise_error('the job was lost') AS BIGINT)"))
     with pytest.raises(quality.ValidationNotRun) as err:
         quality.validate(broken, D, "run/1", tmp_path)
     msg = str(err.value)

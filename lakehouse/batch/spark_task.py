@@ -108,7 +108,7 @@ class _ServerAwareTask(PythonOperator):
         except Exception as exc:
             if not server_lost(exc):
                 raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            first = next(iter(str(exc).strip().splitlines()), "")
             raise SparkServerLost(
                 f"the Spark server of connection {self.conn_id!r} went away while this task ran: it stopped or "
                 "restarted, and this task's session ended with it. On the stack, `make status` shows whether it "
