@@ -13,6 +13,15 @@ PYTHON=${PYTHON:-python3}
 UV_VERSION=0.13.9
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+# What a running stack of this checkout (make up) has loaded is not replaced
+# under it: its programs would go on with other files beneath them, and `make
+# up` would then find it "already running". Its own CLI tells (status: 0 =
+# running, 3 = not).
+not_under_running_stack() {  # $1: what changed, $2: what setup would replace
+  if [ -x .venv/bin/lakehouse ] && .venv/bin/lakehouse status >/dev/null 2>&1; then
+    die "$1 changed, and the stack of this checkout is running on $2: stop it first (make down; its data is kept), then run this again"
+  fi
+}
 
 # --- Debian packages -------------------------------------------------------
 need=()
@@ -46,6 +55,7 @@ VENV_RECIPE=2
 stamp_want=$( (cat requirements.lock pyproject.toml; echo "$VENV_RECIPE") | sha256sum | cut -c1-16)
 stamp_have=$(cat .venv/.lakehouse-stamp 2>/dev/null || true)
 if [ "$stamp_want" != "$stamp_have" ]; then
+  not_under_running_stack "requirements.lock (or pyproject.toml)" ".venv"
   # A .venv left half-made (an interrupted first run) is made again, never used.
   if [ -e .venv ] && ! .venv/bin/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null; then
     say "removing an incomplete .venv"; rm -rf .venv
@@ -78,6 +88,7 @@ JVM_RECIPE=1
 jvm_want=$( (cat jvm/pom.xml; echo "$JVM_RECIPE") | sha256sum | cut -c1-16)
 jvm_have=$(cat .jvm/.lakehouse-stamp 2>/dev/null || true)
 if [ "$jvm_want" != "$jvm_have" ]; then
+  not_under_running_stack "jvm/pom.xml" "the jars in .jvm"
   rm -rf .jvm.partial && mkdir -p .jvm.partial
   for profile in kafka spark; do
     say "resolving JVM artifacts: $profile (jvm/pom.xml; first run downloads from Maven Central)"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import psycopg2
@@ -78,6 +80,78 @@ def test_second_up_is_noop(core_stack):
     result = stack.up(core_stack, groups=("core",))
     assert result.started == []
     assert set(result.already_running) == {"postgres", "broker"}
+
+
+def _index_exists(settings, name: str) -> bool:
+    with closing(psycopg2.connect(settings.pg_dsn("superuser"))) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+        return cur.fetchone()[0]
+
+
+def test_up_leaves_a_stack_started_from_other_code_as_it_is_and_says_so(core_stack):
+    """`git pull && make up` while the stack runs: the programs go on running
+    the code they started from, so `make up` neither applies this checkout's
+    schema under them (the new key of ops.stream_progress once left old
+    streams recording no progress, and the DAG's completeness sensor
+    waiting) nor starts one of this checkout's programs among them; it says
+    which files changed and that `make down && make up` runs the new code."""
+    record = stack.code_record(core_stack)
+    started = record.read_text()
+    with closing(psycopg2.connect(core_stack.pg_dsn("superuser"))) as conn, conn.cursor() as cur:
+        conn.autocommit = True
+        cur.execute("DROP INDEX ops.stream_progress_future")  # sql/04_ops.sql makes it again
+    supervisor = stack._proxy(core_stack).supervisor  # noqa: SLF001
+    try:
+        assert stack.up(core_stack, groups=("core",)).other_code == []  # started from this checkout's code
+        assert _index_exists(core_stack, "ops.stream_progress_future")
+        with closing(psycopg2.connect(core_stack.pg_dsn("superuser"))) as conn, conn.cursor() as cur:
+            conn.autocommit = True
+            cur.execute("DROP INDEX ops.stream_progress_future")
+        record.write_text(json.dumps({**json.loads(started), "sql/04_ops.sql": "0" * 64, "dags/gone.py": "1" * 64}))
+        result = stack.up(core_stack, groups=("core",))
+        assert (result.started, result.other_code) == ([], ["dags/gone.py", "sql/04_ops.sql"])
+        assert not _index_exists(core_stack, "ops.stream_progress_future")
+        assert stack.other_code(result.other_code).startswith(
+            "the running stack started from other code (dags/gone.py, sql/04_ops.sql changed since): "
+            "it goes on running that code")
+        supervisor.stopProcess("broker", True)
+        with pytest.raises(PlatformError, match=r"^broker not running, and the running stack started from other "
+                                                r"code .*`make down && make up` restarts it"):
+            stack.up(core_stack, groups=("core",))
+        assert supervisor.getProcessInfo("broker")["statename"] == "STOPPED"
+        record.unlink()  # a stack started by a version that recorded no code
+        with pytest.raises(PlatformError, match="was started by an earlier version of this checkout"):
+            stack.up(core_stack, groups=("core",))
+    finally:
+        record.write_text(started)
+        stack.up(core_stack, groups=("core",))
+    assert supervisor.getProcessInfo("broker")["statename"] == "RUNNING"
+    assert _index_exists(core_stack, "ops.stream_progress_future")
+
+
+def test_setup_replaces_no_dependency_under_a_running_stack(tmp_path, core_stack):
+    """`git pull` brought a new requirements.lock and the stack runs: setup
+    (the first step of `make up`) stops before replacing .venv under the
+    running programs, and says what to do. The checkout's own CLI tells
+    whether its stack runs (here it is pointed at a running stack)."""
+    import shutil
+
+    checkout = tmp_path / "checkout"
+    for name in ("scripts/bootstrap.sh", "requirements.lock", "pyproject.toml", "jvm/pom.xml"):
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / name, checkout / name)
+    venv = checkout / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".lakehouse-stamp").write_text("made from an older lock\n")
+    cli = venv / "bin" / "lakehouse"
+    cli.write_text(f"#!/bin/sh\nLAKEHOUSE_RUN_DIR='{core_stack.run_dir}' exec '{Path(sys.executable).parent / 'lakehouse'}' \"$@\"\n")
+    cli.chmod(0o755)
+    done = subprocess.run(["bash", "scripts/bootstrap.sh"], cwd=checkout, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert ("[setup] error: requirements.lock (or pyproject.toml) changed, and the stack of this checkout is "
+            "running on .venv: stop it first (make down; its data is kept), then run this again") in done.stderr
+    assert (venv / ".lakehouse-stamp").read_text() == "made from an older lock\n"
+    assert sorted(p.name for p in venv.rglob("*")) == [".lakehouse-stamp", "bin", "lakehouse"]
 
 
 def test_port_taken_gives_one_line_error(tmp_path, core_stack):

@@ -50,6 +50,8 @@ def up() -> None:
         _fail(exc)
     if not result.started:
         stack.log("already running; nothing changed")
+        if result.other_code != []:
+            stack.log(stack.other_code(result.other_code))
         changed = stack.changed_settings(settings)
         if changed:
             stack.log(f"the running stack started with other values of {', '.join(changed)}: "

@@ -10,6 +10,7 @@ free; data stays.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import sys
 import time
 import urllib.request
 import xmlrpc.client
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -37,7 +38,7 @@ from lakehouse.platform.services import (
     services,
     socket_path,
 )
-from lakehouse.settings import Settings
+from lakehouse.settings import REPO_ROOT, Settings
 
 MARKER = ".lakehouse-run"
 MARKER_TEXT = "lakehouse run directory v1\n"
@@ -108,6 +109,55 @@ def changed_settings(settings: Settings) -> list[str]:
         return []
     running, now = dotenv_values(path), stack_env(settings)
     return sorted(name for name in running.keys() | now.keys() if running.get(name) != now.get(name))
+
+
+#: What the stack's programs run, relative to the checkout: their Python code,
+#: the schema applied at start, the dashboard's definition and the dependency
+#: pins. `make up` on a running stack compares them with those it started from.
+CODE = ("lakehouse", "spark_jobs", "producer", "dags", "sql", "grafana",
+        "requirements.lock", "pyproject.toml", "jvm/pom.xml")
+
+
+def code_digest(root: Path = REPO_ROOT) -> dict[str, str]:
+    """Each file of CODE under `root` (bytecode caches left out) -> its sha256."""
+    digest = {}
+    for entry in CODE:
+        top = root / entry
+        for f in [top] if top.is_file() else sorted(top.rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                digest[f.relative_to(root).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return digest
+
+
+def code_record(settings: Settings) -> Path:
+    return settings.run_dir / "stack.code"
+
+
+def write_stack_code(settings: Settings, root: Path = REPO_ROOT) -> None:
+    """Record the code the stack starts from (code_digest), next to its stack.env."""
+    code_record(settings).write_text(json.dumps(code_digest(root), indent=0, sort_keys=True) + "\n")
+
+
+def changed_code(settings: Settings, root: Path = REPO_ROOT) -> list[str] | None:
+    """Files of CODE added, removed or changed since the running stack
+    started (its stack.code); None when it started without a record (by a
+    version before this one)."""
+    path = code_record(settings)
+    if not path.exists():
+        return None
+    started, now = json.loads(path.read_text()), code_digest(root)
+    return sorted(name for name in started.keys() | now.keys() if started.get(name) != now.get(name))
+
+
+def other_code(changed: list[str] | None) -> str:
+    """`make up`'s words for a running stack that started from other code."""
+    if changed is None:
+        what = "was started by an earlier version of this checkout"
+    else:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        what = f"started from other code ({shown} changed since)"
+    return (f"the running stack {what}: it goes on running that code, and the database schema stays as "
+            "that code expects; `make down && make up` restarts it on this checkout's (data is kept)")
 
 
 def load_stack_settings(run_dir: Path) -> Settings:
@@ -300,6 +350,9 @@ def wait_http_ok(url: str, timeout: float, what: str) -> None:
 class UpResult:
     started: list[str]
     already_running: list[str]
+    #: changed_code of a running stack that started from other code (then
+    #: `up` changed nothing); [] when it runs this checkout's
+    other_code: list[str] | None = field(default_factory=list)
 
 
 def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeline", "dashboard", "grafana")) -> UpResult:
@@ -316,14 +369,26 @@ def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeli
         for s in svcs:
             check_ports_free(s)
         write_stack_env(settings)
+        write_stack_code(settings)
         _start_supervisord(settings, svcs)
         states = process_states(settings)
+        changed = []
+    else:
+        changed = changed_code(settings)
     missing = [s.name for s in svcs if s.name not in states]
     if missing:
         raise PlatformError(
             f"the running stack has no {', '.join(missing)}; run `make down` then `make up` to reconfigure"
         )
     todo = [s for s in svcs if states.get(s.name) != "RUNNING"]
+    if changed != []:
+        # Neither this checkout's schema (sql/) under programs running the code
+        # it started from, nor a program of this checkout among them: a new
+        # key of ops.stream_progress once left the old streams recording no
+        # progress, and the DAG's completeness sensor waiting for it.
+        if todo:
+            raise PlatformError(f"{', '.join(s.name for s in todo)} not running, and {other_code(changed)}")
+        return UpResult([], [s.name for s in svcs], changed)
     result = UpResult([s.name for s in todo], [s.name for s in svcs if s not in todo])
     by_name = {s.name: s for s in todo}
 
