@@ -113,7 +113,7 @@ def test_up_leaves_a_stack_started_from_other_code_as_it_is_and_says_so(core_sta
         assert not _index_exists(core_stack, "ops.stream_progress_future")
         assert stack.other_code(result.other_code).startswith(
             "the running stack started from other code (dags/gone.py, sql/04_ops.sql changed since): "
-            "it goes on running that code")
+            "`make up` leaves it and its database schema as they are")
         supervisor.stopProcess("broker", True)
         with pytest.raises(PlatformError, match=r"^broker not running, and the running stack started from other "
                                                 r"code .*`make down && make up` restarts it"):

@@ -156,8 +156,8 @@ def other_code(changed: list[str] | None) -> str:
     else:
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         what = f"started from other code ({shown} changed since)"
-    return (f"the running stack {what}: it goes on running that code, and the database schema stays as "
-            "that code expects; `make down && make up` restarts it on this checkout's (data is kept)")
+    return (f"the running stack {what}: `make up` leaves it and its database schema as they are; "
+            "`make down && make up` restarts it on this checkout's code (data is kept)")
 
 
 def load_stack_settings(run_dir: Path) -> Settings:
