@@ -47,7 +47,7 @@ def spark(request, tmp_path_factory):
 FILE_SECONDS = {
     "test_batch_stack.py": 630,
     "test_batch_dag.py": 471,
-    "test_broker_durability.py": 269,
+    "test_broker_durability.py": 320,
     "test_exposure.py": 205,
     "test_streams_recovery.py": 200,
     "test_streams_cluster.py": 165,
@@ -61,7 +61,7 @@ FILE_SECONDS = {
     "test_fuzz_stream.py": 92,
     "test_streams_bad_input.py": 74,
     "test_streams_landing.py": 60,
-    "test_platform.py": 37,
+    "test_platform.py": 60,
     "test_privileges.py": 36,
     "test_spark_memory.py": 34,
 }

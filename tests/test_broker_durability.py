@@ -1,6 +1,7 @@
 """Durability of the embedded Apache Kafka broker with the whole pipeline
 running as `make up` runs it (supervisord: PostgreSQL, broker, the streams
-program): `down` then `up` keeps every record and both queries continue from
+program): `down` then `up`, and a crash of the whole stack (every process
+killed at once) then `up`, keep every record and both queries continue from
 their checkpoints; `kill -9` of the broker during ingest loses and doubles
 nothing the producer had acknowledged (acks=all), and the streams resume by
 themselves. Bronze is read with the `deltalake` package."""
@@ -143,7 +144,7 @@ def streams_pid(settings) -> int:
 
 
 # --- make down / make up -----------------------------------------------------------------------
-def test_down_and_up_keep_every_record_and_the_streams_continue(tmp_path):
+def test_down_and_up_and_a_crash_keep_every_record_and_the_streams_continue(tmp_path):
     settings = pipeline_settings(tmp_path)
     start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=1)
     first = generate(100_000, start, seed=21)
@@ -191,8 +192,51 @@ def test_down_and_up_keep_every_record_and_the_streams_continue(tmp_path):
         wait_for(lambda: all(f"{q}: batch " in status(settings) for q in ("raw-landing", "fast-aggregation"))
                  and status(settings).count(f"; 0 records of {settings.kafka_topic} not read yet") == 2,
                  120, "`lakehouse status` to show both streams caught up", every=2)
+
+        # A crash of the whole stack (the machine's, a power cut that spares the
+        # disk's cache) while the streams land: supervisord and every program at
+        # once, PostgreSQL and the broker without their clean shutdowns.
+        realtime_before, landed_before = realtime_total(settings), len(landed(settings))
+        third = generate(30_000, start + timedelta(minutes=45), seed=23)
+        producer.send(third)
+        assert not producer.failed and len(producer.acked) == len(first) + len(second) + len(third)
+        wait_for(lambda: len(landed(settings)) > landed_before, 300, "the streams landing the next records", every=0.2)
+        before_files = checkpoint_files(settings)
+        crash(settings)
+        stack.up(settings, groups=("core", "pipeline"))
+        assert topic_records(settings) == set(producer.acked)
+        wait_for(all_landed(settings, len(producer.acked)), 900, "every record after the crash", every=5)
+        keys = landed(settings)
+        dupes = [k for k, c in Counter(keys).items() if c > 1]
+        assert not dupes, f"{len(dupes)} records landed twice after the crash, e.g. {dupes[:5]}"
+        assert set(keys) == set(producer.acked)
+        wait_for(lambda: realtime_total(settings) > realtime_before, 300, "realtime counting after the crash", every=2)
+        after_files = checkpoint_files(settings)
+        changed = [f for f, h in before_files.items() if f in after_files and after_files[f] != h]
+        assert not changed, f"checkpoint files rewritten after the crash: {changed[:5]}"
     finally:
         stack.clean(settings)
+
+
+def crash(settings) -> None:
+    """SIGKILL supervisord and every process under it at once (each frozen
+    first, so none sees another go); the run directory keeps their pid
+    files, locks and half-written files, as after a power cut."""
+    import signal
+
+    import psutil
+
+    root = psutil.Process(stack.supervisord_pid(settings))
+    procs = [root, *root.children(recursive=True)]
+    assert len(procs) > 5, procs
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in procs:
+            try:
+                p.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+    gone, alive = psutil.wait_procs(procs, timeout=30)
+    assert not alive, alive
 
 
 def status(settings) -> str:
