@@ -7,6 +7,7 @@ default: `lakehouse up` generates missing ones into `.env` (mode 600).
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated
 
@@ -15,15 +16,30 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+#: Docker Compose reads `.env` too (`make compose-up`): its own variables
+#: there (COMPOSE_PROJECT_NAME, DOCKER_HOST, ...) are not settings of ours.
+COMPOSE_PREFIXES = ("compose_", "docker_")
+
 #: A TCP port, and a share of events (the producer's).
 Port = Annotated[int, Field(ge=1, le=65535)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class Settings(BaseSettings):
+    # A name in .env that is no setting (a typo, a setting since renamed) is an
+    # error that names it, not a value silently ignored (pydantic's "forbid");
+    # the environment is read for the settings' names only.
     model_config = SettingsConfigDict(
-        env_file=str(REPO_ROOT / ".env"), env_file_encoding="utf-8", extra="ignore"
+        env_file=str(REPO_ROOT / ".env"), env_file_encoding="utf-8", extra="forbid"
     )
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        def dotenv_less_compose():  # .env may also hold Docker Compose's own variables
+            return {k: v for k, v in dotenv_settings().items() if not k.lower().startswith(COMPOSE_PREFIXES)}
+
+        return init_settings, env_settings, dotenv_less_compose, file_secret_settings
 
     # --- run directory -----------------------------------------------------
     lakehouse_run_dir: Path = Field(
@@ -418,6 +434,11 @@ def describe(error: ValidationError) -> str:
     lines = []
     for e in error.errors():
         name = "_".join(str(part) for part in e["loc"]).upper()
+        if e["type"] == "extra_forbidden":  # its value may be a secret: not shown
+            near = difflib.get_close_matches(name, [f.upper() for f in Settings.model_fields], n=1)
+            lines.append(f"{name}: not a setting" + (f" (did you mean {near[0]}?)" if near else "")
+                         + "; correct or remove it")
+            continue
         message = e["msg"].removeprefix("Value error, ")
         value = "" if not name or "input" not in e or isinstance(e["input"], dict) else f"={e['input']!r}"
         lines.append(f"{name}{value}: {message}" if name else message)

@@ -107,3 +107,28 @@ def test_out_of_range_numbers_are_refused_when_the_settings_are_read():
         with pytest.raises(ValidationError) as exc:
             get_settings(**{name: value})
         assert says in describe(exc.value), describe(exc.value)
+
+
+def test_a_name_in_env_that_is_no_setting_is_refused_with_the_nearest_one(tmp_path, monkeypatch):
+    """A typo in .env (PRODUCER_RAET=1000) used to be ignored without a word,
+    the stack running at the default rate. Now reading the settings names it
+    and the setting it is nearest to, never its value (it may be a password);
+    Docker Compose's own variables there, and environment variables that are
+    no settings, are left alone."""
+    import pytest
+    from pydantic import ValidationError
+
+    from lakehouse.settings import describe
+
+    env = tmp_path / ".env"
+    env.write_text("PRODUCER_RATE=5\nCOMPOSE_PROJECT_NAME=lake\nDOCKER_HOST=unix:///x.sock\n")
+    monkeypatch.setenv("SOME_TOOLS_VARIABLE", "1")
+    assert Settings(_env_file=str(env)).producer_rate == 5
+    env.write_text("PRODUCER_RAET=1000\npg_writer_passwrod=hunter2\nNOT_OURS_AT_ALL=1\n")
+    with pytest.raises(ValidationError) as exc:
+        Settings(_env_file=str(env))
+    said = describe(exc.value)
+    assert ("PRODUCER_RAET: not a setting (did you mean PRODUCER_RATE?); correct or remove it; "
+            "PG_WRITER_PASSWROD: not a setting (did you mean PG_WRITER_PASSWORD?); correct or remove it; "
+            "NOT_OURS_AT_ALL: not a setting; correct or remove it") in said, said
+    assert "hunter2" not in said

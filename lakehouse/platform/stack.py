@@ -163,7 +163,8 @@ def other_code(changed: list[str] | None) -> str:
 def load_stack_settings(run_dir: Path) -> Settings:
     """Settings of a started stack, as its launcher sees them (tests use this)."""
     values = {k.lower(): v for k, v in dotenv_values(run_dir / "stack.env").items() if v is not None}
-    return Settings(_env_file=None, **values)
+    # a stack started by another version may have settings this one does not know
+    return Settings(_env_file=None, **{k: v for k, v in values.items() if k in Settings.model_fields})
 
 
 # --- supervisord ---------------------------------------------------------------
