@@ -47,7 +47,7 @@ test-chaos: ## The 5-minute chaos run of tests/test_chaos.py (faults at load, ~1
 	@$(PY) -m pytest -m chaos $(PYTEST_ARGS)
 
 test-quick: ## Run the suite without the slow end-to-end tests
-	@scripts/bootstrap.sh
+	@scripts/bootstrap.sh --tests
 	@$(PY) -m pytest -m "not slow and not chaos" $(PYTEST_ARGS)
 
 bench: ## Benchmark on an isolated stack (QUICK=1 = bench-quick; BENCH_ARGS="--events-per-day 10000000"); results in bench-results/

@@ -5,7 +5,8 @@
 # then the JVM artifacts of jvm/pom.xml into .jvm/ (Kafka broker, Spark's
 # Kafka connector, delta-spark), and Spark's class-data archive (.jvm/spark-classes.jsa).
 # After the first run nothing needs the network.
-# Usage: scripts/bootstrap.sh [--with-browser]
+# Usage: scripts/bootstrap.sh [--tests | --with-browser]   (--tests: kcat for the quick tier;
+# --with-browser: kcat and Chromium, for make test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,9 @@ command -v mvn >/dev/null 2>&1 || need+=(maven)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql-15)
 if [ "${1:-}" = "--with-browser" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
-  # Debian's librdkafka command-line client: the broker interoperability test
+fi
+if [ "${1:-}" = "--with-browser" ] || [ "${1:-}" = "--tests" ]; then
+  # Debian's librdkafka command-line client: the broker interoperability test (quick tier too)
   command -v kcat >/dev/null 2>&1 || need+=(kcat)
 fi
 if [ ${#need[@]} -gt 0 ]; then
