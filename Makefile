@@ -23,7 +23,8 @@ up: setup ## Start the embedded stack (idempotent) and print the URLs
 	@$(LAKEHOUSE) up
 
 down: ## Stop every process of the stack (data is kept)
-	@[ -x $(LAKEHOUSE) ] && $(LAKEHOUSE) down || true
+	@# without .venv nothing can be running; the CLI's error (e.g. a wrong setting) is make's
+	@if [ -x $(LAKEHOUSE) ]; then $(LAKEHOUSE) down; fi
 
 status: ## Show each service's state
 	@# 3 is the CLI's "not running" (LSB's code): an answer here, not make's "Error 3"
@@ -33,7 +34,8 @@ logs: ## Tail the logs of every service (SERVICE=name for one)
 	@$(LAKEHOUSE) logs $(SERVICE)
 
 clean: ## Stop the stack and remove the run directory (all data)
-	@[ -x $(LAKEHOUSE) ] && $(LAKEHOUSE) clean || rm -rf .run
+	@# the CLI stops the stack before deleting; a refused setting must not delete .run under it
+	@if [ -x $(LAKEHOUSE) ]; then $(LAKEHOUSE) clean; else rm -rf .run; fi
 
 psql: ## psql on the serving database as the read-only role
 	@$(LAKEHOUSE) psql
