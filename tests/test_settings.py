@@ -132,3 +132,25 @@ def test_a_name_in_env_that_is_no_setting_is_refused_with_the_nearest_one(tmp_pa
             "PG_WRITER_PASSWROD: not a setting (did you mean PG_WRITER_PASSWORD?); correct or remove it; "
             "NOT_OURS_AT_ALL: not a setting; correct or remove it") in said, said
     assert "hunter2" not in said
+
+
+def test_make_down_and_clean_stop_on_a_refused_setting_and_delete_nothing(tmp_path):
+    """`make clean` ran `lakehouse clean || rm -rf .run`: a setting the CLI
+    refused deleted the run directory without stopping the stack in it, and
+    `make down` said nothing and stopped nothing. Both now fail with the
+    CLI's error."""
+    import os
+    import subprocess
+
+    from lakehouse.settings import REPO_ROOT
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "kept").write_text("data\n")
+    env = {**os.environ, "LAKEHOUSE_RUN_DIR": str(run), "STREAM_TRIGGER_SECONDS": "abc"}
+    for target in ("down", "clean"):
+        done = subprocess.run(["make", "-s", target], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode != 0, (target, done.stdout, done.stderr)
+        assert "STREAM_TRIGGER_SECONDS='abc': Input should be a valid number" in done.stderr, done.stderr
+        assert (run / "kept").read_text() == "data\n"
