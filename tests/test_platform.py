@@ -91,10 +91,10 @@ def _index_exists(settings, name: str) -> bool:
 def test_up_leaves_a_stack_started_from_other_code_as_it_is_and_says_so(core_stack):
     """`git pull && make up` while the stack runs: the programs go on running
     the code they started from, so `make up` neither applies this checkout's
-    schema under them (the new key of ops.stream_progress once left old
-    streams recording no progress, and the DAG's completeness sensor
-    waiting) nor starts one of this checkout's programs among them; it says
-    which files changed and that `make down && make up` runs the new code."""
+    schema under them (old streams recorded no progress under the new key
+    of ops.stream_progress) nor starts one of this checkout's programs among
+    them; it says which files changed and that `make down && make up` runs
+    the new code."""
     record = stack.code_record(core_stack)
     started = record.read_text()
     with closing(psycopg2.connect(core_stack.pg_dsn("superuser"))) as conn, conn.cursor() as cur:

@@ -384,9 +384,10 @@ def up(settings: Settings, groups: tuple[str, ...] = ("core", "airflow", "pipeli
     todo = [s for s in svcs if states.get(s.name) != "RUNNING"]
     if changed != []:
         # Neither this checkout's schema (sql/) under programs running the code
-        # it started from, nor a program of this checkout among them: a new
-        # key of ops.stream_progress once left the old streams recording no
-        # progress, and the DAG's completeness sensor waiting for it.
+        # they started from, nor a program of this checkout among them: seen
+        # after `git pull` over a running stack, old streams recorded no
+        # progress under the new key of ops.stream_progress, and the old
+        # scheduler's task processes could not load the new DAG file.
         if todo:
             raise PlatformError(f"{', '.join(s.name for s in todo)} not running, and {other_code(changed)}")
         return UpResult([], [s.name for s in svcs], changed)
