@@ -95,6 +95,10 @@ def test_up_leaves_a_stack_started_from_other_code_as_it_is_and_says_so(core_sta
     of ops.stream_progress) nor starts one of this checkout's programs among
     them; it says which files changed and that `make down && make up` runs
     the new code."""
+    from typer.testing import CliRunner
+
+    from lakehouse.platform.cli import app
+
     record = stack.code_record(core_stack)
     started = record.read_text()
     with closing(psycopg2.connect(core_stack.pg_dsn("superuser"))) as conn, conn.cursor() as cur:
@@ -114,6 +118,8 @@ def test_up_leaves_a_stack_started_from_other_code_as_it_is_and_says_so(core_sta
         assert stack.other_code(result.other_code).startswith(
             "the running stack started from other code (dags/gone.py, sql/04_ops.sql changed since): "
             "`make up` leaves it and its database schema as they are")
+        shown = CliRunner().invoke(app, ["status"], env={"LAKEHOUSE_RUN_DIR": str(core_stack.run_dir)})
+        assert shown.exit_code == 0 and stack.other_code(result.other_code) in shown.output, shown.output
         supervisor.stopProcess("broker", True)
         with pytest.raises(PlatformError, match=r"^broker not running, and the running stack started from other "
                                                 r"code .*`make down && make up` restarts it"):

@@ -115,6 +115,9 @@ def status() -> None:
         if name == "streams" and states.get("postgres") == "RUNNING":
             for line in _stream_positions(settings, states):
                 print(f"    {line}")
+    changed = stack.changed_code(settings)
+    if changed != []:
+        stack.log(stack.other_code(changed))
 
 
 def _stream_positions(settings, states: dict[str, str]) -> list[str]:
