@@ -47,7 +47,7 @@ def spark(request, tmp_path_factory):
 FILE_SECONDS = {
     "test_batch_stack.py": 630,
     "test_batch_dag.py": 471,
-    "test_broker_durability.py": 320,
+    "test_broker_durability.py": 270,
     "test_exposure.py": 205,
     "test_streams_recovery.py": 200,
     "test_streams_cluster.py": 165,

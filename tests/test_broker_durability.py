@@ -143,79 +143,91 @@ def streams_pid(settings) -> int:
     return stack._proxy(settings).supervisor.getProcessInfo("streams")["pid"]  # noqa: SLF001
 
 
-# --- make down / make up -----------------------------------------------------------------------
-def test_down_and_up_and_a_crash_keep_every_record_and_the_streams_continue(tmp_path):
-    settings = pipeline_settings(tmp_path)
-    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=1)
-    first = generate(100_000, start, seed=21)
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """One stack for the file (PostgreSQL, broker, the streams): each test
+    checks the whole topic against bronze + quarantine, whatever an earlier
+    test left in both."""
+    settings = pipeline_settings(tmp_path_factory.mktemp("durability"))
     try:
         stack.up(settings, groups=("core", "pipeline"))
-        producer = AckedProducer(settings)
-        producer.send(first)
-        assert not producer.failed and len(producer.acked) == len(first), producer.failed[:3]
-        wait_for(all_landed(settings, len(first)), 900, "100,000 records in bronze + quarantine", every=5)
-        wait_for(lambda: realtime_total(settings) > 0, 300, "realtime rows", every=2)
-        before_files = checkpoint_files(settings)
-        before_batches = last_batch(before_files)
-        assert before_batches, f"no checkpoint commits under {settings.checkpoint_dir}"
-        realtime_before = realtime_total(settings)
-
-        assert stack.down(settings)
-        stack.up(settings, groups=("core", "pipeline"))
-        # the topic came back whole: same records, same offsets
-        assert topic_records(settings) == set(producer.acked)
-
-        second = generate(20_000, start + timedelta(minutes=30), seed=22)
-        producer.send(second)
-        assert not producer.failed and len(producer.acked) == len(first) + len(second)
-        wait_for(all_landed(settings, len(producer.acked)), 900, "the next 20,000 records", every=5)
-        wait_for(lambda: realtime_total(settings) > realtime_before, 300, "realtime counting again", every=2)
-
-        keys = landed(settings)
-        dupes = [k for k, c in Counter(keys).items() if c > 1]
-        assert not dupes, f"{len(dupes)} records landed twice, e.g. {dupes[:5]}"
-        assert set(keys) == set(producer.acked) == topic_records(settings)
-        # A batch's checkpoint commit follows its Delta commit; raw landing's
-        # first batch after a start also compacts bronze before it ends.
-        wait_for(lambda: all(last_batch(checkpoint_files(settings)).get(q, -1) > b for q, b in before_batches.items()),
-                 300, "both queries' checkpoints to go on", every=2)
-        after_files = checkpoint_files(settings)
-        changed = [f for f, h in before_files.items() if f in after_files and after_files[f] != h]
-        assert not changed, f"checkpoint files rewritten: {changed[:5]}"
-        for f in before_files:
-            if Path(f).name == "metadata":
-                assert after_files.get(f) == before_files[f], f"checkpoint {f} replaced (a new query id)"
-        after_batches = last_batch(after_files)
-        for query, batch in before_batches.items():
-            assert after_batches.get(query, -1) > batch, f"{query} did not continue its checkpoint"
-        # `make status` says where each stream is: all read, nothing waiting on the topic
-        wait_for(lambda: all(f"{q}: batch " in status(settings) for q in ("raw-landing", "fast-aggregation"))
-                 and status(settings).count(f"; 0 records of {settings.kafka_topic} not read yet") == 2,
-                 120, "`lakehouse status` to show both streams caught up", every=2)
-
-        # A crash of the whole stack (the machine's, a power cut that spares the
-        # disk's cache) while the streams land: supervisord and every program at
-        # once, PostgreSQL and the broker without their clean shutdowns.
-        realtime_before, landed_before = realtime_total(settings), len(landed(settings))
-        third = generate(30_000, start + timedelta(minutes=45), seed=23)
-        producer.send(third)
-        assert not producer.failed and len(producer.acked) == len(first) + len(second) + len(third)
-        wait_for(lambda: len(landed(settings)) > landed_before, 300, "the streams landing the next records", every=0.2)
-        before_files = checkpoint_files(settings)
-        crash(settings)
-        stack.up(settings, groups=("core", "pipeline"))
-        assert topic_records(settings) == set(producer.acked)
-        wait_for(all_landed(settings, len(producer.acked)), 900, "every record after the crash", every=5)
-        keys = landed(settings)
-        dupes = [k for k, c in Counter(keys).items() if c > 1]
-        assert not dupes, f"{len(dupes)} records landed twice after the crash, e.g. {dupes[:5]}"
-        assert set(keys) == set(producer.acked)
-        wait_for(lambda: realtime_total(settings) > realtime_before, 300, "realtime counting after the crash", every=2)
-        after_files = checkpoint_files(settings)
-        changed = [f for f, h in before_files.items() if f in after_files and after_files[f] != h]
-        assert not changed, f"checkpoint files rewritten after the crash: {changed[:5]}"
+        yield settings
     finally:
         stack.clean(settings)
+
+
+# --- make down / make up -----------------------------------------------------------------------
+def test_down_and_up_and_a_crash_keep_every_record_and_the_streams_continue(pipeline):
+    settings = pipeline
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=1)
+    first = generate(100_000, start, seed=21)
+    earlier, realtime_earlier = topic_records(settings), realtime_total(settings)  # another test's
+    producer = AckedProducer(settings)
+    producer.send(first)
+    assert not producer.failed and len(producer.acked) == len(first), producer.failed[:3]
+    wait_for(all_landed(settings, len(earlier) + len(first)), 900, "100,000 records in bronze + quarantine",
+             every=5)
+    wait_for(lambda: realtime_total(settings) > realtime_earlier, 300, "realtime rows", every=2)
+    before_files = checkpoint_files(settings)
+    before_batches = last_batch(before_files)
+    assert before_batches, f"no checkpoint commits under {settings.checkpoint_dir}"
+    realtime_before = realtime_total(settings)
+
+    assert stack.down(settings)
+    stack.up(settings, groups=("core", "pipeline"))
+    # the topic came back whole: same records, same offsets
+    assert topic_records(settings) == earlier | set(producer.acked)
+
+    second = generate(20_000, start + timedelta(minutes=30), seed=22)
+    producer.send(second)
+    assert not producer.failed and len(producer.acked) == len(first) + len(second)
+    wait_for(all_landed(settings, len(earlier) + len(producer.acked)), 900, "the next 20,000 records", every=5)
+    wait_for(lambda: realtime_total(settings) > realtime_before, 300, "realtime counting again", every=2)
+
+    keys = landed(settings)
+    dupes = [k for k, c in Counter(keys).items() if c > 1]
+    assert not dupes, f"{len(dupes)} records landed twice, e.g. {dupes[:5]}"
+    assert set(keys) == earlier | set(producer.acked) == topic_records(settings)
+    # A batch's checkpoint commit follows its Delta commit; raw landing's
+    # first batch after a start also compacts bronze before it ends.
+    wait_for(lambda: all(last_batch(checkpoint_files(settings)).get(q, -1) > b for q, b in before_batches.items()),
+             300, "both queries' checkpoints to go on", every=2)
+    after_files = checkpoint_files(settings)
+    changed = [f for f, h in before_files.items() if f in after_files and after_files[f] != h]
+    assert not changed, f"checkpoint files rewritten: {changed[:5]}"
+    for f in before_files:
+        if Path(f).name == "metadata":
+            assert after_files.get(f) == before_files[f], f"checkpoint {f} replaced (a new query id)"
+    after_batches = last_batch(after_files)
+    for query, batch in before_batches.items():
+        assert after_batches.get(query, -1) > batch, f"{query} did not continue its checkpoint"
+    # `make status` says where each stream is: all read, nothing waiting on the topic
+    wait_for(lambda: all(f"{q}: batch " in status(settings) for q in ("raw-landing", "fast-aggregation"))
+             and status(settings).count(f"; 0 records of {settings.kafka_topic} not read yet") == 2,
+             120, "`lakehouse status` to show both streams caught up", every=2)
+
+    # A crash of the whole stack (the machine's, a power cut that spares the
+    # disk's cache) while the streams land: supervisord and every program at
+    # once, PostgreSQL and the broker without their clean shutdowns.
+    realtime_before, landed_before = realtime_total(settings), len(landed(settings))
+    third = generate(10_000, start + timedelta(minutes=45), seed=23)
+    producer.send(third)
+    assert not producer.failed and len(producer.acked) == len(first) + len(second) + len(third)
+    wait_for(lambda: len(landed(settings)) > landed_before, 300, "the streams landing the next records", every=0.2)
+    before_files = checkpoint_files(settings)
+    crash(settings)
+    stack.up(settings, groups=("core", "pipeline"))
+    assert topic_records(settings) == earlier | set(producer.acked)
+    wait_for(all_landed(settings, len(earlier) + len(producer.acked)), 900, "every record after the crash",
+             every=5)
+    keys = landed(settings)
+    dupes = [k for k, c in Counter(keys).items() if c > 1]
+    assert not dupes, f"{len(dupes)} records landed twice after the crash, e.g. {dupes[:5]}"
+    assert set(keys) == earlier | set(producer.acked)
+    wait_for(lambda: realtime_total(settings) > realtime_before, 300, "realtime counting after the crash", every=2)
+    after_files = checkpoint_files(settings)
+    changed = [f for f, h in before_files.items() if f in after_files and after_files[f] != h]
+    assert not changed, f"checkpoint files rewritten after the crash: {changed[:5]}"
 
 
 def crash(settings) -> None:
@@ -251,51 +263,48 @@ def status(settings) -> str:
 
 
 # --- kill -9 of the broker ----------------------------------------------------------------------
-def test_broker_kill_9_during_ingest_loses_nothing_acknowledged(tmp_path):
-    settings = pipeline_settings(tmp_path)
+def test_broker_kill_9_during_ingest_loses_nothing_acknowledged(pipeline):
+    settings = pipeline
     start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=3)
     msgs = generate(40_000, start, seed=31)
-    try:
-        stack.up(settings, groups=("core", "pipeline"))
-        supervisor = stack._proxy(settings).supervisor  # noqa: SLF001
-        producer = AckedProducer(settings)
-        warm = 2_000
-        producer.send(msgs[:warm])  # the streams are landing before the paced run starts
-        wait_for(lambda: len(landed(settings)) > 0, 600, "the streams landing records", every=1)
-        sender = threading.Thread(target=producer.send, args=(msgs[warm:], 1000.0))
-        sender.start()
-        wait_for(lambda: len(producer.acked) >= warm + 8_000, 120, "ingest under way", every=0.2)
-        old = supervisor.getProcessInfo("broker")["pid"]
-        acked_at_kill = len(producer.acked)
-        log_at_kill = (settings.log_dir / "broker.log").stat().st_size
-        import os
-        import signal
+    earlier = topic_records(settings)  # another test's
+    supervisor = stack._proxy(settings).supervisor  # noqa: SLF001
+    producer = AckedProducer(settings)
+    warm = 2_000
+    producer.send(msgs[:warm])  # the streams are landing before the paced run starts
+    wait_for(lambda: len(landed(settings)) > len(earlier), 600, "the streams landing records", every=1)
+    sender = threading.Thread(target=producer.send, args=(msgs[warm:], 1000.0))
+    sender.start()
+    wait_for(lambda: len(producer.acked) >= warm + 8_000, 120, "ingest under way", every=0.2)
+    old = supervisor.getProcessInfo("broker")["pid"]
+    acked_at_kill = len(producer.acked)
+    log_at_kill = (settings.log_dir / "broker.log").stat().st_size
+    import os
+    import signal
 
-        os.kill(old, signal.SIGKILL)
-        wait_for(lambda: supervisor.getProcessInfo("broker")["statename"] == "RUNNING"
-                 and supervisor.getProcessInfo("broker")["pid"] not in (0, old), 180, "the broker restarted", every=0.5)
-        sender.join(300)
-        assert not sender.is_alive()
-        assert acked_at_kill < len(msgs), "the kill came after the last send"
-        assert not producer.failed, f"{len(producer.failed)} sends failed: {producer.failed[:3]}"
-        assert len(producer.acked) == len(msgs)
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: supervisor.getProcessInfo("broker")["statename"] == "RUNNING"
+             and supervisor.getProcessInfo("broker")["pid"] not in (0, old), 180, "the broker restarted", every=0.5)
+    sender.join(300)
+    assert not sender.is_alive()
+    assert acked_at_kill < len(msgs), "the kill came after the last send"
+    assert not producer.failed, f"{len(producer.failed)} sends failed: {producer.failed[:3]}"
+    assert len(producer.acked) == len(msgs)
 
-        wait_for(all_landed(settings, len(msgs)), 900, "every record in bronze + quarantine", every=5)
-        keys = landed(settings)
-        dupes = [k for k, c in Counter(keys).items() if c > 1]
-        assert not dupes, f"{len(dupes)} records landed twice, e.g. {dupes[:5]}"
-        assert set(producer.acked) <= set(keys), "acknowledged records missing from bronze"
-        assert len(set(producer.acked)) == len(producer.acked)  # idempotent producer: no record written twice
-        broker_log = settings.log_dir / "broker.log"
-        with open(broker_log, "rb") as f:
-            f.seek(log_at_kill if broker_log.stat().st_size >= log_at_kill else 0)  # 0: rotated since (20 MB)
-            log = f.read().decode(errors="replace")
-        # the restarted broker found no clean-shutdown file: it was killed, not stopped. (The check was
-        # "recover" anywhere in the log, which every start's config dump, num.recovery.threads.per.data.dir,
-        # and its RECOVERY state already print.)
-        assert "since no clean shutdown file was found" in log, log[-3000:]
-        assert stack.process_states(settings)["streams"] == "RUNNING"
-        progress = json.dumps(stack.process_states(settings))
-        assert "FATAL" not in progress
-    finally:
-        stack.clean(settings)
+    wait_for(all_landed(settings, len(earlier) + len(msgs)), 900, "every record in bronze + quarantine", every=5)
+    keys = landed(settings)
+    dupes = [k for k, c in Counter(keys).items() if c > 1]
+    assert not dupes, f"{len(dupes)} records landed twice, e.g. {dupes[:5]}"
+    assert set(producer.acked) <= set(keys), "acknowledged records missing from bronze"
+    assert len(set(producer.acked)) == len(producer.acked)  # idempotent producer: no record written twice
+    broker_log = settings.log_dir / "broker.log"
+    with open(broker_log, "rb") as f:
+        f.seek(log_at_kill if broker_log.stat().st_size >= log_at_kill else 0)  # 0: rotated since (20 MB)
+        log = f.read().decode(errors="replace")
+    # the restarted broker found no clean-shutdown file: it was killed, not stopped. (The check was
+    # "recover" anywhere in the log, which every start's config dump, num.recovery.threads.per.data.dir,
+    # and its RECOVERY state already print.)
+    assert "since no clean shutdown file was found" in log, log[-3000:]
+    assert stack.process_states(settings)["streams"] == "RUNNING"
+    progress = json.dumps(stack.process_states(settings))
+    assert "FATAL" not in progress
