@@ -82,10 +82,16 @@ def test_second_up_is_noop(core_stack):
     assert set(result.already_running) == {"postgres", "broker"}
 
 
-def _index_exists(settings, name: str) -> bool:
+def _superuser_sql(settings, statement: str, *args):
+    """Run one statement as the superuser; its first row, if it has rows."""
     with closing(psycopg2.connect(settings.pg_dsn("superuser"))) as conn, conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
-        return cur.fetchone()[0]
+        conn.autocommit = True
+        cur.execute(statement, args)
+        return cur.fetchone() if cur.description else None
+
+
+def _index_exists(settings, name: str) -> bool:
+    return _superuser_sql(settings, "SELECT to_regclass(%s) IS NOT NULL", name)[0]
 
 
 def test_up_leaves_a_stack_started_from_other_code_as_it_is_and_says_so(core_stack):
@@ -101,16 +107,12 @@ def test_up_leaves_a_stack_started_from_other_code_as_it_is_and_says_so(core_sta
 
     record = stack.code_record(core_stack)
     started = record.read_text()
-    with closing(psycopg2.connect(core_stack.pg_dsn("superuser"))) as conn, conn.cursor() as cur:
-        conn.autocommit = True
-        cur.execute("DROP INDEX ops.stream_progress_future")  # sql/04_ops.sql makes it again
+    _superuser_sql(core_stack, "DROP INDEX ops.stream_progress_future")  # sql/04_ops.sql makes it again
     supervisor = stack._proxy(core_stack).supervisor  # noqa: SLF001
     try:
         assert stack.up(core_stack, groups=("core",)).other_code == []  # started from this checkout's code
         assert _index_exists(core_stack, "ops.stream_progress_future")
-        with closing(psycopg2.connect(core_stack.pg_dsn("superuser"))) as conn, conn.cursor() as cur:
-            conn.autocommit = True
-            cur.execute("DROP INDEX ops.stream_progress_future")
+        _superuser_sql(core_stack, "DROP INDEX ops.stream_progress_future")
         record.write_text(json.dumps({**json.loads(started), "sql/04_ops.sql": "0" * 64, "dags/gone.py": "1" * 64}))
         result = stack.up(core_stack, groups=("core",))
         assert (result.started, result.other_code) == ([], ["dags/gone.py", "sql/04_ops.sql"])
