@@ -50,10 +50,9 @@ def up() -> None:
         _fail(exc)
     if not result.started:
         stack.log("already running; nothing changed")
-        if result.other_code != []:
+        if result.other_code != []:  # whose restart applies changed settings too
             stack.log(stack.other_code(result.other_code))
-        changed = stack.changed_settings(settings)
-        if changed:
+        elif changed := stack.changed_settings(settings):
             stack.log(f"the running stack started with other values of {', '.join(changed)}: "
                       "`make down && make up` applies them")
     else:
