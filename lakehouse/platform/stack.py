@@ -101,14 +101,18 @@ def _single_quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def _differing(started: dict, now: dict) -> list[str]:
+    """Keys whose values differ between two records, or that one of them lacks."""
+    return sorted(key for key in started.keys() | now.keys() if started.get(key) != now.get(key))
+
+
 def changed_settings(settings: Settings) -> list[str]:
     """Names of the settings whose values differ from those the running stack
     started with (its stack.env): `make up` leaves a running stack as it is."""
     path = env_file(settings)
     if not path.exists():
         return []
-    running, now = dotenv_values(path), stack_env(settings)
-    return sorted(name for name in running.keys() | now.keys() if running.get(name) != now.get(name))
+    return _differing(dotenv_values(path), stack_env(settings))
 
 
 #: What the stack's programs run, relative to the checkout: their Python code,
@@ -145,8 +149,7 @@ def changed_code(settings: Settings, root: Path = REPO_ROOT) -> list[str] | None
     path = code_record(settings)
     if not path.exists():
         return None
-    started, now = json.loads(path.read_text()), code_digest(root)
-    return sorted(name for name in started.keys() | now.keys() if started.get(name) != now.get(name))
+    return _differing(json.loads(path.read_text()), code_digest(root))
 
 
 def other_code(changed: list[str] | None) -> str:
