@@ -84,6 +84,16 @@ def checkpoint_files(settings) -> dict[str, str]:
     return out
 
 
+def doubled(keys: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (partition, offset) keys that landed more than once."""
+    return [k for k, c in Counter(keys).items() if c > 1]
+
+
+def rewritten(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """Checkpoint files (checkpoint_files) present in both whose content changed."""
+    return [f for f, h in before.items() if f in after and after[f] != h]
+
+
 def last_batch(files: dict[str, str]) -> dict[str, int]:
     """Query checkpoint -> highest committed batch id."""
     out: dict[str, int] = {}
@@ -185,7 +195,7 @@ def test_down_and_up_and_a_crash_keep_every_record_and_the_streams_continue(pipe
     wait_for(lambda: realtime_total(settings) > realtime_before, 300, "realtime counting again", every=2)
 
     keys = landed(settings)
-    dupes = [k for k, c in Counter(keys).items() if c > 1]
+    dupes = doubled(keys)
     assert not dupes, f"{len(dupes)} records landed twice, e.g. {dupes[:5]}"
     assert set(keys) == earlier | set(producer.acked) == topic_records(settings)
     # A batch's checkpoint commit follows its Delta commit; raw landing's
@@ -193,7 +203,7 @@ def test_down_and_up_and_a_crash_keep_every_record_and_the_streams_continue(pipe
     wait_for(lambda: all(last_batch(checkpoint_files(settings)).get(q, -1) > b for q, b in before_batches.items()),
              300, "both queries' checkpoints to go on", every=2)
     after_files = checkpoint_files(settings)
-    changed = [f for f, h in before_files.items() if f in after_files and after_files[f] != h]
+    changed = rewritten(before_files, after_files)
     assert not changed, f"checkpoint files rewritten: {changed[:5]}"
     for f in before_files:
         if Path(f).name == "metadata":
@@ -221,12 +231,12 @@ def test_down_and_up_and_a_crash_keep_every_record_and_the_streams_continue(pipe
     wait_for(all_landed(settings, len(earlier) + len(producer.acked)), 900, "every record after the crash",
              every=5)
     keys = landed(settings)
-    dupes = [k for k, c in Counter(keys).items() if c > 1]
+    dupes = doubled(keys)
     assert not dupes, f"{len(dupes)} records landed twice after the crash, e.g. {dupes[:5]}"
     assert set(keys) == earlier | set(producer.acked)
     wait_for(lambda: realtime_total(settings) > realtime_before, 300, "realtime counting after the crash", every=2)
     after_files = checkpoint_files(settings)
-    changed = [f for f, h in before_files.items() if f in after_files and after_files[f] != h]
+    changed = rewritten(before_files, after_files)
     assert not changed, f"checkpoint files rewritten after the crash: {changed[:5]}"
 
 
@@ -247,7 +257,7 @@ def crash(settings) -> None:
                 p.send_signal(sig)
             except psutil.NoSuchProcess:
                 pass
-    gone, alive = psutil.wait_procs(procs, timeout=30)
+    _, alive = psutil.wait_procs(procs, timeout=30)
     assert not alive, alive
 
 
@@ -293,7 +303,7 @@ def test_broker_kill_9_during_ingest_loses_nothing_acknowledged(pipeline):
 
     wait_for(all_landed(settings, len(earlier) + len(msgs)), 900, "every record in bronze + quarantine", every=5)
     keys = landed(settings)
-    dupes = [k for k, c in Counter(keys).items() if c > 1]
+    dupes = doubled(keys)
     assert not dupes, f"{len(dupes)} records landed twice, e.g. {dupes[:5]}"
     assert set(producer.acked) <= set(keys), "acknowledged records missing from bronze"
     assert len(set(producer.acked)) == len(producer.acked)  # idempotent producer: no record written twice
