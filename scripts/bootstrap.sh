@@ -9,6 +9,14 @@
 # --with-browser: kcat and Chromium, for make test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One setup of a checkout at a time (`make up` in one terminal, `make test` in
+# another): two would replace each other's half-made .venv and .jvm, and a
+# stamp would then vouch for what one of them removed. flock(1), util-linux.
+exec 9>>.setup.lock
+if ! flock -n 9; then
+  printf '[setup] another setup of this checkout is running; waiting for it to finish\n'
+  flock 9
+fi
 
 PYTHON=${PYTHON:-python3}
 UV_VERSION=0.13.9

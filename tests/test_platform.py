@@ -162,6 +162,37 @@ def test_setup_replaces_no_dependency_under_a_running_stack(tmp_path, core_stack
     assert sorted(p.name for p in venv.rglob("*")) == [".lakehouse-stamp", "bin", "lakehouse"]
 
 
+def test_setup_waits_for_another_setup_of_the_same_checkout(tmp_path):
+    """`make up` in one terminal and `make test` in another, on a fresh
+    checkout: the second setup waits for the first instead of replacing its
+    half-made .venv and .jvm (the two once left a .jvm without the broker's
+    jars under a stamp that vouched for it). Here the second is stopped right
+    after the lock (PYTHON=false: "Python 3.11 is required") to show that it
+    goes on once the first has finished, and not before."""
+    import fcntl
+    import shutil
+    import time
+
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "scripts/bootstrap.sh", checkout / "scripts/bootstrap.sh")
+    out = tmp_path / "setup.out"
+    with open(checkout / ".setup.lock", "w") as first:
+        fcntl.flock(first, fcntl.LOCK_EX)  # the first setup, running
+        with open(out, "w") as sink:
+            second = subprocess.Popen(["bash", "scripts/bootstrap.sh"], cwd=checkout, stdout=sink,
+                                      stderr=subprocess.STDOUT, env={**os.environ, "PYTHON": "false"})
+        deadline = time.monotonic() + 60
+        while "waiting" not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)
+        assert second.poll() is None, out.read_text()
+        assert out.read_text() == "[setup] another setup of this checkout is running; waiting for it to finish\n"
+    second.wait(timeout=60)  # the first finished: the second goes on, to its own checks
+    assert second.returncode == 1
+    assert "[setup] error: Python 3.11 is required" in out.read_text()
+
+
 def test_port_taken_gives_one_line_error(tmp_path, core_stack):
     settings = make_settings(tmp_path / "run", pg_port=core_stack.pg_port)
     with pytest.raises(PlatformError, match=f"port {core_stack.pg_port} .* PG_PORT"):
