@@ -266,6 +266,42 @@ def test_make_status_of_a_stopped_stack_says_so_without_an_error(tmp_path):
     assert cli.returncode == 3 and "not running" in cli.stdout + cli.stderr
 
 
+def test_up_down_and_clean_of_a_checkout_run_one_at_a_time(tmp_path):
+    """Two `make up` at once (two terminals; the second's setup returns as
+    soon as the first's ends): the second started PostgreSQL under the
+    first and failed with "port ... is taken by another process; ... set
+    PG_PORT". `up`, `down` and `clean` now wait for one that is running
+    (held here as the CLI holds it: an flock on the directory of .env);
+    `status` does not wait."""
+    import fcntl
+    import time
+
+    from lakehouse.platform.secrets import ENV_PATH
+
+    lakehouse = str(Path(sys.executable).parent / "lakehouse")
+    env = {**os.environ, "LAKEHOUSE_RUN_DIR": str(tmp_path / "run")}
+    out = tmp_path / "down.out"
+    fd = os.open(ENV_PATH.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a `make up` of this checkout, running
+        with open(out, "w") as sink:
+            down = subprocess.Popen([lakehouse, "down"], cwd=REPO_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        status = subprocess.run([lakehouse, "status"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert status.returncode == 3 and "not running" in status.stdout + status.stderr
+        deadline = time.monotonic() + 60
+        while "waiting" not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        assert down.poll() is None, out.read_text()
+        assert out.read_text() == ("[lakehouse] another `make up`, `make down` or `make clean` of this checkout "
+                                   "is running; waiting for it to finish\n")
+    finally:
+        os.close(fd)  # it finished
+    assert down.wait(timeout=60) == 0
+    assert out.read_text().endswith("[lakehouse] not running\n")
+
+
 def test_foreign_run_dir_is_refused_and_kept(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import os
 import subprocess
 import sys
@@ -26,6 +28,31 @@ def _fail(exc: PlatformError) -> None:
     raise typer.Exit(1)
 
 
+def one_at_a_time(command):
+    """`up`, `down` and `clean` of this checkout's stack run one at a time
+    (an flock on the directory of .env; `status` and the rest do not wait).
+    Two `make up` at once had the second start PostgreSQL under the first
+    and fail with "port ... is taken by another process; ... set PG_PORT",
+    or fail in initdb on a fresh checkout; now it waits, then finds the
+    stack running."""
+
+    @functools.wraps(command)
+    def locked(*args, **kwargs):
+        fd = os.open(ENV_PATH.parent, os.O_RDONLY)  # not inherited by the programs started (PEP 446)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                stack.log("another `make up`, `make down` or `make clean` of this checkout is running; "
+                          "waiting for it to finish")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            return command(*args, **kwargs)
+        finally:
+            os.close(fd)
+
+    return locked
+
+
 @app.callback()
 def _settings_first() -> None:
     # Every command reads the settings: a wrong one is named here, before anything starts.
@@ -37,6 +64,7 @@ def _settings_first() -> None:
 
 
 @app.command()
+@one_at_a_time
 def up() -> None:
     """Start the embedded stack (idempotent) and print where everything is."""
     t0 = time.monotonic()
@@ -89,6 +117,7 @@ def up() -> None:
 
 
 @app.command()
+@one_at_a_time
 def down() -> None:
     """Stop every process of the stack; data is kept."""
     try:
@@ -160,6 +189,7 @@ def logs(service: str = typer.Argument(None, help="One service; all when omitted
 
 
 @app.command()
+@one_at_a_time
 def clean() -> None:
     """Stop the stack and remove the run directory (all data)."""
     settings = get_settings()
