@@ -77,6 +77,10 @@ if [ "$stamp_want" != "$stamp_have" ]; then
   fi
   # uv installs into this environment only (named as a directory and as the active venv).
   export VIRTUAL_ENV="$PWD/.venv"
+  # uv trusts the certificates the system trusts, as pip and Maven do: behind a
+  # proxy with its own CA (installed system-wide), uv's built-in roots refuse
+  # PyPI ("invalid peer certificate: UnknownIssuer") unless SSL_CERT_FILE is set.
+  export UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1}
   [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q "uv==$UV_VERSION" || die "could not install uv from PyPI"
   say "installing pinned dependencies from requirements.lock (first run: about a minute, 1.9 GB)"
   # Byte-compiled at install: without .pyc files (uv writes none by default, and
@@ -84,7 +88,7 @@ if [ "$stamp_want" != "$stamp_have" ]; then
   # again; importing Airflow, PySpark and GE took 12.8 s instead of 5.7 s.
   # From uv's cache when it holds every pinned package (no network after the first setup).
   .venv/bin/uv pip sync --python "$VIRTUAL_ENV" --compile-bytecode --offline -q requirements.lock 2>/dev/null \
-    || .venv/bin/uv pip sync --python "$VIRTUAL_ENV" --compile-bytecode requirements.lock || die "dependency install failed"
+    || .venv/bin/uv pip sync --python "$VIRTUAL_ENV" --compile-bytecode -q requirements.lock || die "dependency install failed"
   .venv/bin/uv pip install --python "$VIRTUAL_ENV" -q --no-deps --offline -e . 2>/dev/null \
     || .venv/bin/uv pip install --python "$VIRTUAL_ENV" -q --no-deps -e . || die "installing the lakehouse package failed"
   .venv/bin/python scripts/compile_pyspark_zip.py || die "byte-compiling pyspark.zip failed"
