@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from contextlib import closing
 from pathlib import Path
@@ -162,6 +163,16 @@ def test_setup_replaces_no_dependency_under_a_running_stack(tmp_path, core_stack
     assert sorted(p.name for p in venv.rglob("*")) == [".lakehouse-stamp", "bin", "lakehouse"]
 
 
+def _waits(proc: subprocess.Popen, out: Path, said: str) -> None:
+    """`proc` said `said` (and nothing else) into `out`, and goes on waiting."""
+    from lakehouse.polling import wait_for
+
+    wait_for(lambda: said in out.read_text(), 60, "the waiting line", every=0.2)
+    time.sleep(1)
+    assert proc.poll() is None, out.read_text()
+    assert out.read_text() == said
+
+
 def test_setup_waits_for_another_setup_of_the_same_checkout(tmp_path):
     """`make up` in one terminal and `make test` in another, on a fresh
     checkout: the second setup waits for the first instead of replacing its
@@ -171,7 +182,6 @@ def test_setup_waits_for_another_setup_of_the_same_checkout(tmp_path):
     goes on once the first has finished, and not before."""
     import fcntl
     import shutil
-    import time
 
     checkout = tmp_path / "checkout"
     (checkout / "scripts").mkdir(parents=True)
@@ -182,12 +192,7 @@ def test_setup_waits_for_another_setup_of_the_same_checkout(tmp_path):
         with open(out, "w") as sink:
             second = subprocess.Popen(["bash", "scripts/bootstrap.sh"], cwd=checkout, stdout=sink,
                                       stderr=subprocess.STDOUT, env={**os.environ, "PYTHON": "false"})
-        deadline = time.monotonic() + 60
-        while "waiting" not in out.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(2)
-        assert second.poll() is None, out.read_text()
-        assert out.read_text() == "[setup] another setup of this checkout is running; waiting for it to finish\n"
+        _waits(second, out, "[setup] another setup of this checkout is running; waiting for it to finish\n")
     second.wait(timeout=60)  # the first finished: the second goes on, to its own checks
     assert second.returncode == 1
     assert "[setup] error: Python 3.11 is required" in out.read_text()
@@ -274,7 +279,6 @@ def test_up_down_and_clean_of_a_checkout_run_one_at_a_time(tmp_path):
     (held here as the CLI holds it: an flock on the directory of .env);
     `status` does not wait."""
     import fcntl
-    import time
 
     from lakehouse.platform.secrets import ENV_PATH
 
@@ -289,13 +293,8 @@ def test_up_down_and_clean_of_a_checkout_run_one_at_a_time(tmp_path):
         status = subprocess.run([lakehouse, "status"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                                 timeout=120)
         assert status.returncode == 3 and "not running" in status.stdout + status.stderr
-        deadline = time.monotonic() + 60
-        while "waiting" not in out.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1)
-        assert down.poll() is None, out.read_text()
-        assert out.read_text() == ("[lakehouse] another `make up`, `make down` or `make clean` of this checkout "
-                                   "is running; waiting for it to finish\n")
+        _waits(down, out, "[lakehouse] another `make up`, `make down` or `make clean` of this checkout "
+                          "is running; waiting for it to finish\n")
     finally:
         os.close(fd)  # it finished
     assert down.wait(timeout=60) == 0
