@@ -15,6 +15,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Where the settings of `make up` are kept (secrets generated into it).
+ENV_FILE = REPO_ROOT / ".env"
 
 #: Docker Compose reads `.env` too (`make compose-up`): its own variables
 #: there (COMPOSE_PROJECT_NAME, DOCKER_HOST, ...) are not settings of ours.
@@ -30,7 +32,7 @@ class Settings(BaseSettings):
     # error that names it, not a value silently ignored (pydantic's "forbid");
     # the environment is read for the settings' names only.
     model_config = SettingsConfigDict(
-        env_file=str(REPO_ROOT / ".env"), env_file_encoding="utf-8", extra="forbid"
+        env_file=str(ENV_FILE), env_file_encoding="utf-8", extra="forbid"
     )
 
     @classmethod
@@ -443,6 +445,24 @@ def describe(error: ValidationError) -> str:
         value = "" if not name or "input" not in e or isinstance(e["input"], dict) else f"={e['input']!r}"
         lines.append(f"{name}{value}: {message}" if name else message)
     return "settings (.env or the environment; .env.example documents each): " + "; ".join(lines)
+
+
+def env_file_errors(path: Path = ENV_FILE) -> str | None:
+    """What is wrong with `path` as a file of NAME=value lines, for people; None
+    when nothing is. python-dotenv skips a statement it cannot parse with a
+    warning (`PRODUCER_RATE 500` left the producer at its default); the lines
+    are named, never shown: they may hold a password."""
+    from dotenv.parser import parse_stream
+
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as f:
+        bad = [binding.original.line for binding in parse_stream(f) if binding.error]
+    if not bad:
+        return None
+    lines = ("line " if len(bad) == 1 else "lines ") + ", ".join(str(n) for n in bad)
+    return (f"{path.name}, {lines}: not NAME=value (one setting per line; # starts a comment; "
+            "quote a value with spaces); correct or remove what is there")
 
 
 def get_settings(**overrides) -> Settings:

@@ -134,6 +134,30 @@ def test_a_name_in_env_that_is_no_setting_is_refused_with_the_nearest_one(tmp_pa
     assert "hunter2" not in said
 
 
+def test_a_line_of_env_that_is_not_name_equals_value_is_refused_by_line_number(tmp_path, monkeypatch):
+    """python-dotenv skips a statement it cannot parse with a warning, and the
+    setting took its default: `PRODUCER_RATE 500` left the producer at 200/s.
+    Every `lakehouse` command now stops first, naming the lines, never what
+    they hold (a password, perhaps)."""
+    from typer.testing import CliRunner
+
+    from lakehouse.platform import cli
+    from lakehouse.settings import env_file_errors
+
+    env = tmp_path / ".env"
+    env.write_text("# the producer\nPRODUCER_RATE=5\n\nDASHBOARD_ENABLED='false'  # inline\n")
+    assert env_file_errors(env) is None
+    env.write_text("PRODUCER_RATE=5\nPRODUCER_RATE 500\n# fine\nPG_READER_PASSWORD hunter2\n")
+    assert env_file_errors(env) == (".env, lines 2, 4: not NAME=value (one setting per line; # starts a comment; "
+                                    "quote a value with spaces); correct or remove what is there")
+    assert env_file_errors(tmp_path / "absent") is None
+    monkeypatch.setattr(cli, "ENV_PATH", env)
+    result = CliRunner().invoke(cli.app, ["status"])
+    assert result.exit_code == 2, result.output
+    assert "error: .env, lines 2, 4: not NAME=value" in result.output
+    assert "hunter2" not in result.output and "not running" not in result.output
+
+
 def test_make_down_and_clean_stop_on_a_refused_setting_and_delete_nothing(tmp_path):
     """`make clean` ran `lakehouse clean || rm -rf .run`: a setting the CLI
     refused deleted the run directory without stopping the stack in it, and

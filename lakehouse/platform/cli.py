@@ -18,7 +18,7 @@ from lakehouse.platform import airflow, dashboard, stack
 from lakehouse.platform.errors import PlatformError
 from lakehouse.platform.secrets import ENV_PATH, ensure_env_file
 from lakehouse.platform.services import grafana_binary
-from lakehouse.settings import describe, get_settings
+from lakehouse.settings import describe, env_file_errors, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 
@@ -56,6 +56,9 @@ def one_at_a_time(command):
 @app.callback()
 def _settings_first() -> None:
     # Every command reads the settings: a wrong one is named here, before anything starts.
+    if problem := env_file_errors(ENV_PATH):
+        typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     try:
         get_settings()
     except ValidationError as exc:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from dotenv import dotenv_values, set_key
 
-from lakehouse.settings import REPO_ROOT, SECRET_FIELDS
+from lakehouse.settings import ENV_FILE, SECRET_FIELDS
 
-ENV_PATH = REPO_ROOT / ".env"
+ENV_PATH = ENV_FILE
 
 
 def new_secret(field: str) -> str:
