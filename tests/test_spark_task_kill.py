@@ -69,8 +69,10 @@ def _start(code: str, settings) -> subprocess.Popen:
     Connect server (AIRFLOW_CONN_SPARK_DEFAULT). Its output and Airflow's log
     in one text pipe."""
     env = {**os.environ, "AIRFLOW_CONN_SPARK_DEFAULT": airflow.environment(settings)["AIRFLOW_CONN_SPARK_DEFAULT"]}
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    # -u: its lines as they come, whatever PYTHONUNBUFFERED says (a script whose threads hang
+    # at exit never flushed its "raised ..." line where the variable was unset)
+    return subprocess.Popen([sys.executable, "-u", "-c", code], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def _raised(said: str) -> str:
