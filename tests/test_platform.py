@@ -280,12 +280,12 @@ def test_up_down_and_clean_of_a_checkout_run_one_at_a_time(tmp_path):
     `status` does not wait."""
     import fcntl
 
-    from lakehouse.platform.secrets import ENV_PATH
+    from lakehouse.settings import ENV_FILE
 
     lakehouse = str(Path(sys.executable).parent / "lakehouse")
     env = {**os.environ, "LAKEHOUSE_RUN_DIR": str(tmp_path / "run")}
     out = tmp_path / "down.out"
-    fd = os.open(ENV_PATH.parent, os.O_RDONLY)
+    fd = os.open(ENV_FILE.parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # a `make up` of this checkout, running
         with open(out, "w") as sink:

@@ -151,7 +151,7 @@ def test_a_line_of_env_that_is_not_name_equals_value_is_refused_by_line_number(t
     assert env_file_errors(env) == (".env, lines 2, 4: not NAME=value (one setting per line; # starts a comment; "
                                     "quote a value with spaces); correct or remove what is there")
     assert env_file_errors(tmp_path / "absent") is None
-    monkeypatch.setattr(cli, "ENV_PATH", env)
+    monkeypatch.setattr(cli, "ENV_FILE", env)
     result = CliRunner().invoke(cli.app, ["status"])
     assert result.exit_code == 2, result.output
     assert "error: .env, lines 2, 4: not NAME=value" in result.output

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 
 from lakehouse.platform import airflow, dashboard, stack
 from lakehouse.platform.errors import PlatformError
-from lakehouse.platform.secrets import ENV_PATH, ensure_env_file
+from lakehouse.platform.secrets import ensure_env_file
 from lakehouse.platform.services import grafana_binary
-from lakehouse.settings import describe, env_file_errors, get_settings
+from lakehouse.settings import ENV_FILE, describe, env_file_errors, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 
@@ -38,7 +38,7 @@ def one_at_a_time(command):
 
     @functools.wraps(command)
     def locked(*args, **kwargs):
-        fd = os.open(ENV_PATH.parent, os.O_RDONLY)  # not inherited by the programs started (PEP 446)
+        fd = os.open(ENV_FILE.parent, os.O_RDONLY)  # not inherited by the programs started (PEP 446)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -56,7 +56,7 @@ def one_at_a_time(command):
 @app.callback()
 def _settings_first() -> None:
     # Every command reads the settings: a wrong one is named here, before anything starts.
-    if problem := env_file_errors(ENV_PATH):
+    if problem := env_file_errors(ENV_FILE):
         typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     try:
@@ -73,7 +73,7 @@ def up() -> None:
     t0 = time.monotonic()
     added = ensure_env_file()
     if added:
-        stack.log(f"generated {len(added)} secrets into {ENV_PATH} (mode 600)")
+        stack.log(f"generated {len(added)} secrets into {ENV_FILE} (mode 600)")
     settings = get_settings()
     try:
         result = stack.up(settings)

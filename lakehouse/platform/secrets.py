@@ -12,8 +12,6 @@ from dotenv import dotenv_values, set_key
 
 from lakehouse.settings import ENV_FILE, SECRET_FIELDS
 
-ENV_PATH = ENV_FILE
-
 
 def new_secret(field: str) -> str:
     if field == "airflow_fernet_key":
@@ -26,7 +24,7 @@ def generate_secrets() -> dict[str, str]:
     return {f.upper(): new_secret(f) for f in SECRET_FIELDS}
 
 
-def ensure_env_file(path: Path = ENV_PATH) -> list[str]:
+def ensure_env_file(path: Path = ENV_FILE) -> list[str]:
     """Add the missing secrets to `path`; return the names that were added."""
     existing = dotenv_values(path) if path.exists() else {}
     added = []
