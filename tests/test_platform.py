@@ -276,18 +276,14 @@ def test_up_down_and_clean_of_a_checkout_run_one_at_a_time(tmp_path):
     soon as the first's ends): the second started PostgreSQL under the
     first and failed with "port ... is taken by another process; ... set
     PG_PORT". `up`, `down` and `clean` now wait for one that is running
-    (held here as the CLI holds it: an flock on the directory of .env);
-    `status` does not wait."""
-    import fcntl
-
-    from lakehouse.settings import ENV_FILE
+    (held here by the CLI's own lock, as a `make up` holds it); `status`
+    does not wait."""
+    from lakehouse.platform.cli import this_checkout
 
     lakehouse = str(Path(sys.executable).parent / "lakehouse")
     env = {**os.environ, "LAKEHOUSE_RUN_DIR": str(tmp_path / "run")}
     out = tmp_path / "down.out"
-    fd = os.open(ENV_FILE.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a `make up` of this checkout, running
+    with this_checkout():  # a `make up` of this checkout, running
         with open(out, "w") as sink:
             down = subprocess.Popen([lakehouse, "down"], cwd=REPO_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
         status = subprocess.run([lakehouse, "status"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
@@ -295,9 +291,7 @@ def test_up_down_and_clean_of_a_checkout_run_one_at_a_time(tmp_path):
         assert status.returncode == 3 and "not running" in status.stdout + status.stderr
         _waits(down, out, "[lakehouse] another `make up`, `make down` or `make clean` of this checkout "
                           "is running; waiting for it to finish\n")
-    finally:
-        os.close(fd)  # it finished
-    assert down.wait(timeout=60) == 0
+    assert down.wait(timeout=60) == 0  # it finished
     assert out.read_text().endswith("[lakehouse] not running\n")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import os
@@ -28,27 +29,34 @@ def _fail(exc: PlatformError) -> None:
     raise typer.Exit(1)
 
 
+@contextlib.contextmanager
+def this_checkout():
+    """Hold this checkout's lock for `up`, `down` and `clean` (an flock on the
+    directory of .env; `status` and the rest do not take it), waiting for
+    whoever holds it. Two `make up` at once had the second start PostgreSQL
+    under the first and fail with "port ... is taken by another process; ...
+    set PG_PORT", or fail in initdb on a fresh checkout; now it waits, then
+    finds the stack running."""
+    fd = os.open(ENV_FILE.parent, os.O_RDONLY)  # not inherited by the programs started (PEP 446)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stack.log("another `make up`, `make down` or `make clean` of this checkout is running; "
+                      "waiting for it to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def one_at_a_time(command):
-    """`up`, `down` and `clean` of this checkout's stack run one at a time
-    (an flock on the directory of .env; `status` and the rest do not wait).
-    Two `make up` at once had the second start PostgreSQL under the first
-    and fail with "port ... is taken by another process; ... set PG_PORT",
-    or fail in initdb on a fresh checkout; now it waits, then finds the
-    stack running."""
+    """`command`, holding this checkout's lock (this_checkout)."""
 
     @functools.wraps(command)
     def locked(*args, **kwargs):
-        fd = os.open(ENV_FILE.parent, os.O_RDONLY)  # not inherited by the programs started (PEP 446)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                stack.log("another `make up`, `make down` or `make clean` of this checkout is running; "
-                          "waiting for it to finish")
-                fcntl.flock(fd, fcntl.LOCK_EX)
+        with this_checkout():
             return command(*args, **kwargs)
-        finally:
-            os.close(fd)
 
     return locked
 
